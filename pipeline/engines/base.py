@@ -1,0 +1,85 @@
+"""The one small interface every engine implements."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from pipeline.errors import CancelledError
+from pipeline.events import CancelToken
+from pipeline.request import StyleParams
+
+
+@dataclass
+class FrameContext:
+    """What an engine gets with each frame besides the pixels."""
+
+    index: int  # frame index in the source
+    cancel: CancelToken = field(default_factory=CancelToken)
+    on_step: Callable[[int, int], None] | None = None  # (step, steps), per denoising step
+    # frames around `index` (index - radius .. index + radius, clamped to the clip) for temporal engines
+    neighbors: list[np.ndarray] = field(default_factory=list)
+    center: int = 0  # position of this frame in `neighbors`
+
+    def check_cancelled(self) -> None:
+        if self.cancel.cancelled:
+            raise CancelledError()
+
+    def report_step(self, step: int, steps: int) -> None:
+        self.check_cancelled()
+        if self.on_step is not None:
+            self.on_step(step, steps)
+
+
+class Engine(ABC):
+    """Turns source frames (HxWx3 uint8 RGB) into stylized frames.
+
+    Lifecycle: construct (cheap, validates), prepare() once (loads weights, computes style vectors or
+    prompt embeddings), process() per frame, close(). Not thread-safe: one thread owns an engine.
+    """
+
+    name: str = ""
+    temporal_radius: int = 0  # neighbours needed on each side of a frame
+
+    def __init__(self, params: StyleParams):
+        self.params = params
+        self.device = "cpu"
+
+    def prepare(self, cancel: CancelToken | None = None) -> None:
+        """Load what the engine needs; may be slow. Called once before the first process()."""
+
+    @abstractmethod
+    def process(self, frame: np.ndarray, ctx: FrameContext) -> np.ndarray:
+        """Return the stylized frame. Its size is output_size() of the input's size."""
+
+    def output_size(self, width: int, height: int) -> tuple[int, int]:
+        """The (width, height) this engine produces for a source of the given size."""
+        return fit_size(width, height, self.params.max_side, multiple=1)
+
+    def close(self) -> None:
+        """Free models and device memory."""
+
+
+def fit_size(width: int, height: int, max_side: int, multiple: int = 1) -> tuple[int, int]:
+    """Scale (width, height) so the longer side is at most max_side (0: no limit), keeping the aspect,
+    then round each side down to a multiple of `multiple` (at least one multiple)."""
+    scale = 1.0
+    if max_side and max(width, height) > max_side:
+        scale = max_side / max(width, height)
+    w = max(multiple, int(round(width * scale)) // multiple * multiple)
+    h = max(multiple, int(round(height * scale)) // multiple * multiple)
+    return w, h
+
+
+def resize_to(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize an RGB frame to (width, height) with area filtering down and cubic up."""
+    import cv2
+
+    h, w = frame.shape[:2]
+    if (w, h) == tuple(size):
+        return frame
+    interp = cv2.INTER_AREA if size[0] < w else cv2.INTER_CUBIC
+    return cv2.resize(frame, size, interpolation=interp)

@@ -1,0 +1,74 @@
+"""Typed events a render reports, and the token that cancels it.
+
+A render is a generator of these events; each is a progress point and a cancel point.
+It ends with exactly one of Finished, Cancelled or Failed.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+class CancelToken:
+    """Thread-safe flag checked between frames and between denoising steps."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+
+@dataclass(frozen=True)
+class Started:
+    total: int  # frames in the range
+    cached: int  # of which already in the cache
+    device: str = "cpu"
+
+
+@dataclass(frozen=True)
+class Step:
+    index: int  # frame index in the source
+    step: int
+    steps: int
+
+
+@dataclass(frozen=True)
+class FrameReady:
+    index: int
+    image: np.ndarray = field(repr=False)  # HxWx3 uint8 RGB
+    from_cache: bool
+    done: int  # frames finished so far in this range
+    total: int
+
+
+@dataclass(frozen=True)
+class Finished:
+    total: int
+    rendered: int  # frames computed (not taken from the cache)
+    seconds: float
+    output: str | None = None
+    verification: dict | None = None
+
+
+@dataclass(frozen=True)
+class Cancelled:
+    done: int
+    total: int
+
+
+@dataclass(frozen=True)
+class Failed:
+    message: str
+    exit_code: int = 1
+    done: int = 0
+
+
+Event = Started | Step | FrameReady | Finished | Cancelled | Failed

@@ -1,0 +1,161 @@
+"""The immutable objects that fully describe a job. The GUI or CLI builds them; the worker only reads them."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from pipeline.errors import BadInputError
+
+ENGINES = ("fast-style", "classical", "diffusion")
+CODECS = ("h264", "h265", "prores", "png")
+CLASSICAL_LOOKS = ("stylization", "pencil", "pencil-color", "cartoon", "edge-preserving", "denoise")
+
+# which StyleParams fields change an engine's pixels; used for the cache key and the GUI panel
+ENGINE_FIELDS = {
+    "fast-style": ("style", "style_image", "strength", "preserve_color", "max_side"),
+    "classical": ("look", "strength", "denoise_window", "max_side"),
+    "diffusion": (
+        "model", "prompt", "negative_prompt", "strength", "steps", "guidance",
+        "seed", "scheduler", "max_side",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class StyleParams:
+    """Every engine parameter. Fields an engine does not use are ignored by it (and by its cache key)."""
+
+    engine: str = "fast-style"
+    # fast-style
+    style: str = "0"  # built-in index or blend such as "3:0.5,12:0.5"
+    style_image: str | None = None  # any picture as the style (overrides `style`)
+    preserve_color: bool = False
+    # classical
+    look: str = "stylization"
+    denoise_window: int = 5  # frames in the temporal denoising window (odd)
+    # diffusion
+    model: str = ""
+    prompt: str = ""
+    negative_prompt: str = ""
+    steps: int = 20
+    guidance: float = 7.5
+    seed: int = 0
+    scheduler: str = "default"
+    allow_pickle: bool = False  # explicit opt-in to unpickle .ckpt/.bin/.pt checkpoints
+    low_memory: bool = False  # force model offload and VAE slicing/tiling
+    # shared
+    strength: float = 1.0
+    max_side: int = 0  # 0: source size (diffusion: 512 if the source is larger)
+    device: str = "auto"
+
+    def validate(self) -> "StyleParams":
+        """Raise BadInputError on a value no engine can use; return self for chaining."""
+        if self.engine not in ENGINES:
+            raise BadInputError(f"unknown engine '{self.engine}'; choose one of {', '.join(ENGINES)}")
+        if not 0.0 <= self.strength <= 1.0:
+            raise BadInputError(f"strength must be between 0 and 1, got {self.strength}")
+        if self.engine == "classical" and self.look not in CLASSICAL_LOOKS:
+            raise BadInputError(f"unknown look '{self.look}'; choose one of {', '.join(CLASSICAL_LOOKS)}")
+        if self.denoise_window < 1 or self.denoise_window % 2 == 0:
+            raise BadInputError(f"the denoise window must be an odd number of frames, got {self.denoise_window}")
+        if self.steps < 1:
+            raise BadInputError(f"steps must be at least 1, got {self.steps}")
+        if self.max_side < 0:
+            raise BadInputError(f"max side must be 0 (source size) or positive, got {self.max_side}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise BadInputError(f"unknown device '{self.device}'; use auto, cpu or cuda")
+        if self.engine == "diffusion" and not self.model:
+            raise BadInputError("the diffusion engine needs a model: a hub id, a diffusers folder or a .safetensors file")
+        return self
+
+    def relevant(self) -> dict:
+        """The fields that change this engine's output pixels, for cache keys and display."""
+        data = {"engine": self.engine}
+        for name in ENGINE_FIELDS[self.engine]:
+            data[name] = getattr(self, name)
+        if self.engine == "fast-style" and self.style_image:
+            data["style_image"] = _file_identity(self.style_image)
+        return data
+
+    def replace(self, **changes) -> "StyleParams":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "StyleParams":
+        """Build from stored values, ignoring unknown keys and keeping defaults for missing ones."""
+        known = {f.name: f for f in fields(cls)}
+        kwargs = {}
+        for key, value in data.items():
+            if key in known:
+                kwargs[key] = value
+        try:
+            return cls(**kwargs)
+        except TypeError as exc:
+            raise BadInputError(f"bad parameters: {exc}") from None
+
+
+def _file_identity(path: str) -> str:
+    p = Path(path)
+    try:
+        st = p.stat()
+    except OSError:
+        return str(p)
+    return f"{p.resolve()}:{st.st_size}:{st.st_mtime_ns}"
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """Where and how to write the video."""
+
+    path: Path
+    codec: str = "h264"
+    crf: int = 18
+    audio: bool = True
+
+    def __post_init__(self) -> None:
+        if self.codec not in CODECS:
+            raise BadInputError(f"unknown codec '{self.codec}'; choose one of {', '.join(CODECS)}")
+        if not 0 <= self.crf <= 51:
+            raise BadInputError(f"crf must be between 0 and 51, got {self.crf}")
+
+
+@dataclass(frozen=True)
+class RenderRequest:
+    """One render: a source, the engine parameters, a frame range [start, end), and optionally an output."""
+
+    source: Path
+    params: StyleParams = field(default_factory=StyleParams)
+    start: int = 0
+    end: int | None = None  # exclusive; None: to the end of the clip
+    output: OutputSpec | None = None
+    use_cache: bool = True
+
+    def describe(self) -> str:
+        return json.dumps(self.params.relevant(), sort_keys=True)
+
+
+def parse_position(text: str, fps: float, frame_count: int) -> int:
+    """Turn '120' (frame), '4.5s', '1:02.5' or '00:01:02.5' (time) into a frame index."""
+    text = text.strip()
+    try:
+        if ":" in text:
+            seconds = 0.0
+            for part in text.split(":"):
+                seconds = seconds * 60 + float(part)
+            return round(seconds * fps)
+        if text.endswith("s"):
+            return round(float(text[:-1]) * fps)
+        if "." in text:
+            return round(float(text) * fps)
+        value = int(text)
+    except ValueError:
+        raise BadInputError(f"cannot read '{text}' as a frame number or a time (e.g. 120, 4.5s, 1:02.5)") from None
+    if value < 0:
+        value += frame_count  # negative counts from the end, like Python slices
+    return value
