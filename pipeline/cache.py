@@ -136,7 +136,7 @@ class FrameCache:
     def __init__(self, root: Path | None = None, max_bytes: int | None = None):
         self.root = Path(root) if root else cache_dir()
         if max_bytes is None:
-            max_bytes = int(load_config()["cache_max_gb"] * 1024**3)
+            max_bytes = int(load_config()["cache_max_gb"] * 1e9)
         self.max_bytes = max_bytes
 
     def entry(self, key: str) -> CacheEntry:

@@ -1,0 +1,375 @@
+"""The `vdiff` command line. Every subcommand is a thin layer over the same pipeline the GUI drives.
+
+Exit codes: 0 done, 2 bad usage or bad input (one clear line on stderr, no output left behind),
+1 internal error, 130 interrupted (the frame cache is kept for `--resume`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+from pipeline import __version__
+from pipeline.errors import VdiffError
+
+EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+EPILOG = """examples:
+  vdiff render clip.mp4 -o styled.mp4 --style 7
+  vdiff render clip.mp4 -o styled.mov --codec prores --style-image painting.jpg --start 2s --end 10s
+  vdiff render clip.mp4 -o out.mp4 --engine diffusion --model ./my-sd15 --prompt "oil painting" --strength 0.5
+  vdiff preview clip.mp4 --frame 120 -o frame.png --engine classical --look cartoon
+  vdiff probe clip.mp4
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line and exit 2, as for any bad input
+        self.exit(EXIT_BAD_INPUT, f"vdiff: error: {message} (see `vdiff {self.prog.split()[-1]} --help`)\n")
+
+
+def _add_engine_options(parser: argparse.ArgumentParser) -> None:
+    from pipeline.request import CLASSICAL_LOOKS, ENGINES
+
+    g = parser.add_argument_group("engine")
+    g.add_argument("--engine", choices=ENGINES, default="fast-style", help="style engine (default: fast-style)")
+    g.add_argument("--style", default="0", metavar="N|SPEC",
+                   help="fast-style: built-in style 0-25, or a blend such as 3:0.5,12:0.5 (default: 0)")
+    g.add_argument("--style-image", metavar="PATH", help="fast-style: use any picture as the style")
+    g.add_argument("--preserve-color", action="store_true", help="fast-style: keep the source's colours")
+    g.add_argument("--look", choices=CLASSICAL_LOOKS, default="stylization", help="classical: the OpenCV look")
+    g.add_argument("--denoise-window", type=int, default=5, metavar="N",
+                   help="classical denoise: frames in the temporal window, odd (default: 5)")
+    g.add_argument("--model", metavar="ID|PATH",
+                   help="diffusion: a hub id, a diffusers folder or a single .safetensors file")
+    g.add_argument("--prompt", default="", metavar="T", help="diffusion: the prompt")
+    g.add_argument("--negative-prompt", default="", metavar="T", help="diffusion: the negative prompt")
+    g.add_argument("--strength", type=float, default=None, metavar="F",
+                   help="0-1: how strongly to restyle (default: 1.0; diffusion: 0.5)")
+    g.add_argument("--steps", type=int, default=20, metavar="N", help="diffusion: denoising steps (default: 20)")
+    g.add_argument("--guidance", type=float, default=7.5, metavar="F", help="diffusion: guidance scale (default: 7.5)")
+    g.add_argument("--seed", type=int, default=0, metavar="N", help="diffusion: the seed, shared by all frames")
+    g.add_argument("--scheduler", default="default",
+                   help="diffusion: default, euler, euler-a, ddim, dpm++, lcm, pndm or lms")
+    g.add_argument("--max-side", type=int, default=0, metavar="PX",
+                   help="longest output side in pixels (default: the source's; diffusion: at most 512)")
+    g.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where to run (default: auto)")
+    g.add_argument("--low-memory", action="store_true", help="diffusion: model offload and VAE slicing/tiling")
+    g.add_argument("--allow-pickle", action="store_true",
+                   help="diffusion: allow loading pickle checkpoints (.ckpt/.bin/.pt); they can run arbitrary code")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="vdiff",
+        description="Restyle videos with style-transfer and diffusion models. "
+        "Without a command, opens the desktop app.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"vdiff {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log details to stderr")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    render = sub.add_parser("render", help="render a clip (or a range of it) to a video or a PNG sequence")
+    render.add_argument("input", metavar="INPUT", help="the source video")
+    render.add_argument("-o", "--output", required=True, metavar="OUTPUT",
+                        help="the output file (.mp4, .mov, .mkv), or a folder with --codec png")
+    render.add_argument("--start", default="0", metavar="FRAME|TIME",
+                        help="first frame: a frame number, 4.5s or 1:02.5 (default: 0)")
+    render.add_argument("--end", default=None, metavar="FRAME|TIME", help="end, exclusive (default: the clip's end)")
+    render.add_argument("--codec", choices=("h264", "h265", "prores", "png"), default="h264", help="default: h264")
+    render.add_argument("--crf", type=int, default=18, metavar="N", help="H.264/H.265 quality, 0-51 (default: 18)")
+    render.add_argument("--no-audio", action="store_true", help="drop the audio")
+    render.add_argument("--resume", action="store_true",
+                        help="continue an interrupted render from the frame cache and report what was recovered "
+                        "(cached frames are always reused; this makes it explicit)")
+    render.add_argument("--no-cache", action="store_true", help="neither read nor write the frame cache")
+    render.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_engine_options(render)
+
+    preview = sub.add_parser("preview", help="stylize one frame to a PNG")
+    preview.add_argument("input", metavar="INPUT")
+    preview.add_argument("--frame", required=True, metavar="N|TIME", help="the frame: a number or a time")
+    preview.add_argument("-o", "--output", required=True, metavar="OUT.png")
+    _add_engine_options(preview)
+
+    probe = sub.add_parser("probe", help="print a clip's facts as JSON")
+    probe.add_argument("input", metavar="INPUT")
+
+    sub.add_parser("info", help="versions, devices and engines available")
+
+    cache = sub.add_parser("cache", help="show or clear the frame cache")
+    cache.add_argument("--clear", action="store_true", help="delete every cached frame")
+    cache.add_argument("--limit", type=float, metavar="GB", help="set the cache's size bound in GB")
+
+    sub.add_parser("gui", help="open the desktop app (`vdiff gui [VIDEO]`)").add_argument(
+        "video", nargs="?", metavar="VIDEO"
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="vdiff: %(levelname)s: %(message)s"
+    )
+    if args.command is None:
+        parser.print_help()
+        return EXIT_OK
+    handler = {
+        "render": _cmd_render,
+        "preview": _cmd_preview,
+        "probe": _cmd_probe,
+        "info": _cmd_info,
+        "cache": _cmd_cache,
+        "gui": _cmd_gui,
+    }[args.command]
+    try:
+        return handler(args)
+    except VdiffError as exc:
+        print(f"vdiff: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("\nvdiff: interrupted; the frame cache is kept, run again with --resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # internal error: one line, the traceback only with --verbose
+        logging.getLogger(__name__).info("internal error", exc_info=True)
+        print(f"vdiff: internal error: {type(exc).__name__}: {exc} (run with -v for details)", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+def params_from_args(args) -> "StyleParams":
+    from pipeline.request import StyleParams
+
+    strength = args.strength
+    if strength is None:
+        strength = 0.5 if args.engine == "diffusion" else 1.0
+    return StyleParams(
+        engine=args.engine,
+        style=str(args.style),
+        style_image=args.style_image,
+        preserve_color=args.preserve_color,
+        look=args.look,
+        denoise_window=args.denoise_window,
+        model=args.model or "",
+        prompt=args.prompt,
+        negative_prompt=args.negative_prompt,
+        steps=args.steps,
+        guidance=args.guidance,
+        seed=args.seed,
+        scheduler=args.scheduler,
+        allow_pickle=args.allow_pickle,
+        low_memory=args.low_memory,
+        strength=strength,
+        max_side=args.max_side,
+        device=args.device,
+    ).validate()
+
+
+def _check_style_image(params) -> None:
+    from pipeline.errors import BadInputError
+
+    if params.engine == "fast-style" and params.style_image and not Path(params.style_image).is_file():
+        raise BadInputError(f"style image not found: {params.style_image}")
+
+
+def _cmd_render(args) -> int:
+    from pipeline.cache import FrameCache, render_key
+    from pipeline.engines import create_engine
+    from pipeline.events import Cancelled, CancelToken, Failed, Finished, FrameReady, Started, Step
+    from pipeline.render import render_frames, resolve_range
+    from pipeline.request import OutputSpec, RenderRequest, parse_position
+    from pipeline.video import probe
+
+    params = params_from_args(args)
+    _check_style_image(params)
+    info = probe(args.input)
+    start = parse_position(args.start, float(info.fps), info.frame_count)
+    end = parse_position(args.end, float(info.fps), info.frame_count) if args.end is not None else None
+    start, end = resolve_range(info, start, end)
+    output = OutputSpec(Path(args.output), codec=args.codec, crf=args.crf, audio=not args.no_audio)
+    request = RenderRequest(Path(args.input), params, start, end, output, use_cache=not args.no_cache)
+    if args.resume and not args.no_cache:
+        entry = FrameCache().find(render_key(info, create_engine(params).params.relevant()))
+        have = len(entry.indices() & set(range(start, end))) if entry else 0
+        print(f"vdiff: resuming: {have} of {end - start} frames recovered from the cache", file=sys.stderr)
+    progress = ProgressBar(end - start, quiet=args.quiet)
+    cancel = CancelToken()
+    for event in render_frames(request, cancel):
+        if isinstance(event, Started):
+            progress.start(event.cached, event.device)
+        elif isinstance(event, Step):
+            progress.step(event.step, event.steps)
+        elif isinstance(event, FrameReady):
+            progress.frame(event.done, event.from_cache)
+        elif isinstance(event, Finished):
+            progress.close()
+            return _report_finished(event)
+        elif isinstance(event, Cancelled):
+            progress.close()
+            return EXIT_INTERRUPTED
+        elif isinstance(event, Failed):
+            progress.close()
+            print(f"vdiff: error: {event.message}", file=sys.stderr)
+            return event.exit_code
+    return EXIT_INTERNAL
+
+
+def _report_finished(event) -> int:
+    verification = event.verification or {}
+    checks = ", ".join(f"{c['name']} {c['actual']}" for c in verification.get("checks", []))
+    if verification and not verification.get("ok"):
+        bad = "; ".join(f"{c['name']}: expected {c['expected']}, got {c['actual']}"
+                        for c in verification["checks"] if not c["ok"])
+        print(f"vdiff: error: the written file does not match the source: {bad}", file=sys.stderr)
+        return EXIT_INTERNAL
+    print(f"wrote {event.output} ({event.total} frames, {event.rendered} rendered, "
+          f"{event.seconds:.1f} s; verified: {checks})")
+    return EXIT_OK
+
+
+class ProgressBar:
+    """One line on stderr: bar, frames, fps, ETA (redrawn in place on a terminal)."""
+
+    def __init__(self, total: int, quiet: bool = False):
+        self.total = total
+        self.quiet = quiet
+        self.tty = sys.stderr.isatty()
+        self.began = time.perf_counter()
+        self.done = 0
+        self.rendered = 0
+        self.step_text = ""
+        self._last_print = 0.0
+
+    def start(self, cached: int, device: str) -> None:
+        self.began = time.perf_counter()
+        if not self.quiet:
+            note = f", {cached} cached" if cached else ""
+            print(f"rendering {self.total} frames on {device}{note}", file=sys.stderr)
+
+    def step(self, step: int, steps: int) -> None:
+        self.step_text = f" step {step}/{steps}"
+        self._draw()
+
+    def frame(self, done: int, from_cache: bool) -> None:
+        self.done = done
+        self.rendered += not from_cache
+        self.step_text = ""
+        self._draw()
+
+    def _draw(self) -> None:
+        if self.quiet:
+            return
+        now = time.perf_counter()
+        finished = self.done >= self.total
+        if not self.tty and not finished and now - self._last_print < 5.0:
+            return  # in a log file, a line every few seconds is enough
+        self._last_print = now
+        elapsed = max(now - self.began, 1e-6)
+        fps = self.done / elapsed
+        eta = (self.total - self.done) / fps if fps > 0 else 0.0
+        width = 30
+        filled = int(width * self.done / max(1, self.total))
+        line = (f"[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} frames  "
+                f"{fps:5.1f} fps  ETA {int(eta // 60)}:{int(eta % 60):02d}{self.step_text}")
+        print(("\r" + line + "\033[K") if self.tty else line, end="" if self.tty else "\n", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.tty and not self.quiet:
+            print(file=sys.stderr)
+
+
+def _cmd_preview(args) -> int:
+    import cv2
+
+    from pipeline.engines import create_engine
+    from pipeline.errors import OutputError
+    from pipeline.render import preview_frame
+    from pipeline.request import parse_position
+    from pipeline.video import VideoReader
+
+    params = params_from_args(args)
+    _check_style_image(params)
+    out = Path(args.output)
+    if out.suffix.lower() not in (".png", ".jpg", ".jpeg"):
+        raise OutputError("the preview output must be a .png or .jpg file")
+    if not out.parent.exists():
+        raise OutputError(f"the output folder {out.parent} does not exist")
+    with VideoReader(args.input) as reader:
+        index = parse_position(args.frame, float(reader.info.fps), reader.info.frame_count)
+        if not 0 <= index < reader.info.frame_count:
+            from pipeline.errors import BadInputError
+
+            raise BadInputError(f"frame {index} is outside the clip (0 to {reader.info.frame_count - 1})")
+        engine = create_engine(params)
+        try:
+            engine.prepare()
+            image, _ = preview_frame(engine, reader, index)
+        finally:
+            engine.close()
+    temp = out.with_name(f".{out.stem}.vdiff-partial{out.suffix}")
+    try:
+        if not cv2.imwrite(str(temp), image[:, :, ::-1]):
+            raise OutputError(f"cannot write {out}")
+        temp.replace(out)
+    except OSError as exc:
+        temp.unlink(missing_ok=True)
+        raise OutputError(f"cannot write {out}: {exc.strerror or exc}") from None
+    print(f"wrote {out} (frame {index}, {image.shape[1]}x{image.shape[0]})")
+    return EXIT_OK
+
+
+def _cmd_probe(args) -> int:
+    from pipeline.video import probe
+
+    print(json.dumps(probe(args.input).to_json(), indent=2))
+    return EXIT_OK
+
+
+def _cmd_info(args) -> int:
+    from pipeline.system import system_info
+
+    print(json.dumps(system_info(), indent=2))
+    return EXIT_OK
+
+
+def _cmd_cache(args) -> int:
+    from pipeline.cache import FrameCache
+    from pipeline.config import load_config, save_config
+
+    if args.limit is not None:
+        if args.limit <= 0:
+            raise VdiffError("the cache limit must be a positive number of GB")
+        config = load_config()
+        config["cache_max_gb"] = args.limit
+        save_config(config)
+    cache = FrameCache()
+    if args.clear:
+        freed = cache.clear()
+        print(f"cleared the frame cache at {cache.root} ({freed / 1e6:.1f} MB freed)")
+        return EXIT_OK
+    if args.limit is not None:
+        cache.evict()
+    rows = cache.usage()
+    total = sum(r.bytes for r in rows)
+    print(f"frame cache: {cache.root}")
+    print(f"{len(rows)} render(s), {total / 1e6:.1f} MB of {cache.max_bytes / 1e9:.1f} GB")
+    for row in sorted(rows, key=lambda r: -r.last_used):
+        used = time.strftime("%Y-%m-%d %H:%M", time.localtime(row.last_used))
+        print(f"  {row.key}  {row.frames:6d} frames  {row.bytes / 1e6:8.1f} MB  {used}  {Path(row.source).name}  {row.description}")
+    return EXIT_OK
+
+
+def _cmd_gui(args) -> int:
+    print("vdiff: the desktop app starts from the `vdiff` command: run `vdiff gui [VIDEO]`", file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
+if __name__ == "__main__":
+    sys.exit(main())

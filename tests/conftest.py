@@ -1,0 +1,37 @@
+"""Shared fixtures. Qt runs offscreen; caches, settings and the HF hub are isolated per test."""
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # before anything imports Qt
+os.environ["HF_HUB_OFFLINE"] = "1"  # no test may reach a model hub
+
+from fractions import Fraction  # noqa: E402
+
+import pytest  # noqa: E402
+
+from pipeline.sample import make_sample_clip  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def isolated_user_dirs(tmp_path, monkeypatch):
+    """Each test gets its own cache and settings folders."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+    monkeypatch.setenv("VDIFF_CONFIG_DIR", str(tmp_path / "config"))
+    return tmp_path
+
+
+@pytest.fixture(scope="session")
+def clip_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("clips")
+
+
+@pytest.fixture(scope="session")
+def sample_clip(clip_dir):
+    """48 frames, 320x180, 24 fps, H.264 with an AAC tone."""
+    return make_sample_clip(clip_dir / "sample.mp4", frames=48, width=320, height=180, fps=24)
+
+
+@pytest.fixture(scope="session")
+def ntsc_clip(clip_dir):
+    """30 frames at 30000/1001 fps with audio."""
+    return make_sample_clip(clip_dir / "ntsc.mp4", frames=30, width=160, height=96, fps=Fraction(30000, 1001))
