@@ -54,7 +54,7 @@ def _add_engine_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--guidance", type=float, default=7.5, metavar="F", help="diffusion: guidance scale (default: 7.5)")
     g.add_argument("--seed", type=int, default=0, metavar="N", help="diffusion: the seed, shared by all frames")
     g.add_argument("--scheduler", default="default",
-                   help="diffusion: default, euler, euler-a, ddim, dpm++, lcm, pndm or lms")
+                   help="diffusion: default, euler, euler-a, ddim, dpm++, lcm or pndm")
     g.add_argument("--max-side", type=int, default=0, metavar="PX",
                    help="longest output side in pixels (default: the source's; diffusion: at most 512)")
     g.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where to run (default: auto)")

@@ -1,0 +1,350 @@
+"""Find, load and place a diffusion model for img2img, offline-first and without running untrusted code.
+
+`model` is one of:
+- a diffusers folder (holds model_index.json): loaded from disk only, safetensors weights only;
+- a single `.safetensors` checkpoint in the original Stable Diffusion layout. Its diffusers configs
+  (model_index.json, unet/config.json, tokenizer/, scheduler/, no weights needed) come from, in order:
+  the `config` argument, a folder beside the file named like it without the extension
+  (`dreamshaper.safetensors` + `dreamshaper/`), a `config/` folder beside it. With none of these,
+  diffusers guesses the base model and takes its configs from the Hugging Face cache, fetching them
+  when online;
+- a hub id such as `org/name`: from the Hugging Face cache, downloaded when online.
+
+Pickle files (.ckpt, .bin, .pt, .pth, or a folder whose weights are only .bin) can run code when
+loaded, so they are refused unless allow_pickle. trust_remote_code is never enabled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from pathlib import Path
+
+import torch
+
+from pipeline.errors import BadInputError, ModelError
+
+PICKLE_SUFFIXES = (".ckpt", ".bin", ".pt", ".pth", ".pkl")
+# name -> (diffusers class, from_config overrides)
+SCHEDULERS = {
+    "euler": ("EulerDiscreteScheduler", {}),
+    "euler-a": ("EulerAncestralDiscreteScheduler", {}),
+    "ddim": ("DDIMScheduler", {}),
+    "dpm++": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++"}),
+    "lcm": ("LCMScheduler", {}),
+    "pndm": ("PNDMScheduler", {"skip_prk_steps": True}),
+}
+SCHEDULER_NAMES = ("default", *SCHEDULERS)
+BIG_FRAME_PIXELS = 1024 * 1024  # above this the CPU decodes the VAE in tiles to bound its memory
+GIB = 1024**3
+_HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+
+
+def resolve_device(device: str) -> tuple[str, torch.dtype]:
+    """'auto' -> CUDA in fp16 when available, else CPU in fp32. 'cuda' without CUDA is a BadInputError."""
+    cuda = torch.cuda.is_available()
+    if device == "cuda" and not cuda:
+        raise BadInputError("device 'cuda' was chosen but no CUDA GPU is available to PyTorch; use auto or cpu")
+    if device not in ("auto", "cpu", "cuda"):
+        raise BadInputError(f"unknown device '{device}'; use auto, cpu or cuda")
+    if device == "cuda" or (device == "auto" and cuda):
+        return "cuda", torch.float16
+    return "cpu", torch.float32
+
+
+def check_scheduler(name: str) -> None:
+    if name not in SCHEDULER_NAMES:
+        raise BadInputError(f"unknown scheduler '{name}'; choose one of {', '.join(SCHEDULER_NAMES)}")
+
+
+def load_img2img_pipeline(
+    model: str,
+    device: str,
+    dtype: torch.dtype,
+    allow_pickle: bool = False,
+    scheduler: str = "default",
+    low_memory: bool = False,
+    config: str | None = None,
+):
+    """Load `model` as an img2img DiffusionPipeline on `device` ('cpu' or 'cuda', see resolve_device).
+
+    Raises ModelError with one sentence when the model is missing, incomplete, not a model, not cached
+    while offline, or a pickle file without allow_pickle; BadInputError for an unknown scheduler.
+    """
+    check_scheduler(scheduler)
+    _quiet_progress_bars()
+    path = Path(model).expanduser()
+    try:
+        if path.is_dir():
+            pipe = _load_folder(path, dtype, allow_pickle)
+        elif path.is_file():
+            pipe = _load_single_file(path, dtype, allow_pickle, config)
+        elif _HUB_ID.match(model) and not model.startswith("."):
+            pipe = _load_hub(model, dtype, allow_pickle)
+        else:
+            raise ModelError(
+                f"model '{model}' not found: give a diffusers folder, a .safetensors file or a hub id (org/name)"
+            )
+    except (ModelError, BadInputError, torch.OutOfMemoryError):
+        raise
+    except Exception as exc:  # diffusers reports broken files with many error types; the user needs one sentence
+        raise ModelError(f"model '{model}' could not be loaded: {_first_line(exc)}") from exc
+    set_scheduler(pipe, scheduler)
+    pipe.set_progress_bar_config(disable=True)
+    place_pipeline(pipe, device, low_memory)
+    return pipe
+
+
+def _load_folder(folder: Path, dtype, allow_pickle: bool):
+    from diffusers import AutoPipelineForImage2Image
+
+    index = folder / "model_index.json"
+    if not index.is_file():
+        raise ModelError(f"'{folder}' is not a diffusers model folder: it has no model_index.json")
+    pickled = _check_components(folder, index)
+    if pickled and not allow_pickle:
+        raise ModelError(
+            f"the weights of {', '.join(pickled)} in '{folder}' are pickle (.bin) files, which can run code when "
+            "loaded; convert them to .safetensors or allow pickle checkpoints explicitly"
+        )
+    return AutoPipelineForImage2Image.from_pretrained(
+        str(folder), **_dtype_kwargs(dtype), local_files_only=True, use_safetensors=None if pickled else True
+    )
+
+
+def _check_components(folder: Path, index: Path) -> list[str]:
+    """Raise ModelError when a component the index names is missing; return those with only pickle weights."""
+    try:
+        entries = json.loads(index.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"'{index}' is damaged: {_first_line(exc)}") from None
+    pickled = []
+    for name, value in entries.items():
+        if name.startswith("_") or not isinstance(value, list) or value[0] is None:
+            continue
+        component = folder / name
+        if not component.is_dir():
+            raise ModelError(f"the model folder '{folder}' is incomplete: the '{name}' folder is missing")
+        if not (component / "config.json").is_file():
+            continue  # schedulers, tokenizers and image processors hold no weights
+        safe = list(component.glob("*.safetensors"))
+        unsafe = [p for p in component.iterdir() if p.suffix in PICKLE_SUFFIXES]
+        if not safe and not unsafe:
+            raise ModelError(f"the model folder '{folder}' is incomplete: '{name}' has no weights file")
+        if not safe:
+            pickled.append(name)
+    return pickled
+
+
+def _load_single_file(path: Path, dtype, allow_pickle: bool, config: str | None):
+    import diffusers
+
+    if path.suffix in PICKLE_SUFFIXES and not allow_pickle:
+        raise ModelError(
+            f"'{path.name}' is a pickle checkpoint, which can run code when loaded; use a .safetensors file "
+            "or allow pickle checkpoints explicitly"
+        )
+    if path.suffix not in (".safetensors", *PICKLE_SUFFIXES):
+        raise ModelError(f"'{path.name}' is not a model file: expected .safetensors (or a diffusers folder)")
+    config_folder = find_single_file_config(path, config)
+    if config_folder is None:
+        pipeline_class = _guess_single_file_class(path)
+        kwargs = {}
+    else:
+        pipeline_class = _folder_pipeline_class(config_folder)
+        kwargs = {"config": str(config_folder)}
+    if not hasattr(pipeline_class, "from_single_file"):
+        raise ModelError(
+            f"{pipeline_class.__name__} models cannot be loaded from a single file; use a diffusers folder"
+        )
+    try:
+        pipe = pipeline_class.from_single_file(
+            str(path), **_dtype_kwargs(dtype), local_files_only=config_folder is not None or _offline(), **kwargs
+        )
+    except Exception as exc:
+        if config_folder is None and (_offline() or _is_connection_error(exc)):
+            raise ModelError(
+                f"'{path.name}' needs its diffusers configs: put them in a folder named '{path.stem}' beside it "
+                "(model_index.json, unet/config.json, ...), or connect once so the base model's configs are cached"
+            ) from exc
+        raise
+    return diffusers.AutoPipelineForImage2Image.from_pipe(pipe)
+
+
+def find_single_file_config(path: Path, config: str | None = None) -> Path | None:
+    """The diffusers config folder for a single-file checkpoint (see the module docstring), or None."""
+    if config:
+        folder = Path(config).expanduser()
+        if not (folder / "model_index.json").is_file():
+            raise ModelError(f"the config '{config}' is not a diffusers folder: it has no model_index.json")
+        return folder
+    for folder in (path.with_suffix(""), path.parent / "config"):
+        if (folder / "model_index.json").is_file():
+            return folder
+    return None
+
+
+def _folder_pipeline_class(folder: Path):
+    import diffusers
+
+    name = json.loads((folder / "model_index.json").read_text(encoding="utf-8")).get("_class_name", "")
+    pipeline_class = getattr(diffusers, name, None)
+    if pipeline_class is None:
+        raise ModelError(f"'{folder}' names an unknown pipeline '{name}' in model_index.json")
+    return pipeline_class
+
+
+def _guess_single_file_class(path: Path):
+    """SDXL when the checkpoint has SDXL's second text encoder, otherwise Stable Diffusion 1/2."""
+    import diffusers
+
+    if path.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            if any(key.startswith("conditioner.embedders.1.") for key in f.keys()):
+                return diffusers.StableDiffusionXLPipeline
+    return diffusers.StableDiffusionPipeline
+
+
+def _load_hub(repo_id: str, dtype, allow_pickle: bool):
+    from diffusers import AutoPipelineForImage2Image
+
+    def load(local_files_only: bool):
+        return AutoPipelineForImage2Image.from_pretrained(
+            repo_id, **_dtype_kwargs(dtype), local_files_only=local_files_only,
+            use_safetensors=None if allow_pickle else True,
+        )
+
+    try:
+        return load(local_files_only=True)  # a cached model needs no network at all
+    except Exception as exc:
+        if _offline():
+            raise _not_cached(repo_id) from exc
+    try:
+        return load(local_files_only=False)
+    except Exception as exc:
+        if _is_connection_error(exc):
+            raise _not_cached(repo_id) from exc
+        raise
+
+
+def _not_cached(repo_id: str) -> ModelError:
+    return ModelError(
+        f"the model '{repo_id}' is not in the Hugging Face cache and the hub cannot be reached: connect to "
+        "the internet once to download it, or choose a local diffusers folder or .safetensors file"
+    )
+
+
+def _dtype_kwargs(dtype: torch.dtype) -> dict:
+    import diffusers
+    from packaging.version import Version
+
+    # diffusers 0.42 renamed torch_dtype to dtype and warns on the old name; older releases know only torch_dtype
+    name = "dtype" if Version(diffusers.__version__) >= Version("0.42") else "torch_dtype"
+    return {name: dtype}
+
+
+def _offline() -> bool:
+    from huggingface_hub import constants
+
+    # read the environment now: huggingface_hub reads HF_HUB_OFFLINE only once, at import
+    values = (os.environ.get("HF_HUB_OFFLINE", ""), os.environ.get("TRANSFORMERS_OFFLINE", ""))
+    return constants.HF_HUB_OFFLINE or any(v.upper() in ("1", "ON", "YES", "TRUE") for v in values)
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled
+
+    while exc is not None:
+        if isinstance(exc, (LocalEntryNotFoundError, OfflineModeIsEnabled, ConnectionError, TimeoutError)):
+            return True
+        name = type(exc).__name__
+        if "Connect" in name or "Timeout" in name:
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def set_scheduler(pipe, name: str) -> None:
+    """Swap the pipeline's scheduler by name, keeping the model's noise schedule ('default' keeps it all)."""
+    check_scheduler(name)
+    if name == "default":
+        return
+    import diffusers
+
+    class_name, overrides = SCHEDULERS[name]
+    pipe.scheduler = getattr(diffusers, class_name).from_config(pipe.scheduler.config, **overrides)
+
+
+def place_pipeline(pipe, device: str, low_memory: bool = False) -> None:
+    """Move the pipeline to `device`; on CUDA use the low-memory settings when asked or when free memory
+    looks too small for the weights plus working room."""
+    if device == "cuda" and not low_memory and not _fits_on_gpu(pipe):
+        low_memory = True
+    if not low_memory:
+        try:
+            pipe.to(device)
+            return
+        except torch.OutOfMemoryError:
+            pass  # the free-memory estimate was optimistic: offload instead
+    use_low_memory(pipe, device)
+
+
+def uses_low_memory(pipe) -> bool:
+    """Whether use_low_memory() has been applied (tile_big_frames alone does not count)."""
+    return bool(getattr(pipe, "_all_hooks", None)) or bool(getattr(getattr(pipe, "vae", None), "use_slicing", False))
+
+
+def use_low_memory(pipe, device: str) -> None:
+    """Trade speed for memory: model CPU offload on CUDA, VAE slicing and tiling, attention slicing on CPU."""
+    if device == "cuda":
+        torch.cuda.empty_cache()
+        if not getattr(pipe, "_all_hooks", None):  # offload hooks not installed yet
+            pipe.enable_model_cpu_offload()
+    else:
+        pipe.to(device)
+        pipe.enable_attention_slicing()  # never on CUDA: scaled-dot-product attention is leaner there
+    vae = getattr(pipe, "vae", None)
+    for method in ("enable_slicing", "enable_tiling"):
+        if hasattr(vae, method):
+            getattr(vae, method)()
+
+
+def tile_big_frames(pipe, device: str, width: int, height: int) -> None:
+    """On the CPU, decode frames over BIG_FRAME_PIXELS in VAE tiles so memory stays bounded."""
+    vae = getattr(pipe, "vae", None)
+    if device == "cpu" and width * height > BIG_FRAME_PIXELS and hasattr(vae, "enable_tiling"):
+        vae.enable_tiling()
+
+
+def _fits_on_gpu(pipe) -> bool:
+    free, _total = torch.cuda.mem_get_info()
+    weights = sum(
+        p.numel() * p.element_size()
+        for component in pipe.components.values()
+        if isinstance(component, torch.nn.Module)
+        for p in component.parameters()
+    )
+    room = max(1.5 * GIB, 0.5 * weights)  # activations and the VAE decode at 512-1024 px
+    return free > weights + room
+
+
+def _quiet_progress_bars() -> None:
+    """Loading bars are noise in logs, and tqdm fails outright in windowed builds, which have no stderr."""
+    import diffusers.utils.logging
+    import transformers.utils.logging
+
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.disable_progress_bar()
+    if sys.stderr is None:
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
