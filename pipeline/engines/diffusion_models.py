@@ -37,6 +37,7 @@ SCHEDULERS = {
     "pndm": ("PNDMScheduler", {"skip_prk_steps": True}),
 }
 SCHEDULER_NAMES = ("default", *SCHEDULERS)
+TRUSTED_LIBRARIES = {"diffusers", "transformers"}  # model components from anywhere else would be code from the folder
 BIG_FRAME_PIXELS = 1024 * 1024  # above this the CPU decodes the VAE in tiles to bound its memory
 GIB = 1024**3
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
@@ -120,10 +121,20 @@ def _check_components(folder: Path, index: Path) -> list[str]:
         entries = json.loads(index.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise ModelError(f"'{index}' is damaged: {_first_line(exc)}") from None
+    pipeline_name = entries.get("_class_name")
+    if not isinstance(pipeline_name, str) or not hasattr(__import__("diffusers"), pipeline_name):
+        raise ModelError(
+            f"'{folder}' asks for a custom pipeline class {pipeline_name!r}; vdiff never runs code shipped with a model"
+        )
     pickled = []
     for name, value in entries.items():
         if name.startswith("_") or not isinstance(value, list) or value[0] is None:
             continue
+        if value[0] not in TRUSTED_LIBRARIES:
+            raise ModelError(
+                f"'{folder}' asks for the component '{name}' from '{value[0]}', which is not diffusers or "
+                "transformers; vdiff never runs code shipped with a model"
+            )
         component = folder / name
         if not component.is_dir():
             raise ModelError(f"the model folder '{folder}' is incomplete: the '{name}' folder is missing")

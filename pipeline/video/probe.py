@@ -11,6 +11,7 @@ import av
 from pipeline.errors import BadInputError
 
 MAX_PIXELS = 8192 * 8192  # larger frames would need gigabytes per frame; refuse them up front
+MIN_SIDE = 16  # the style networks downsample by 4 twice; smaller frames have nothing to stylize
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,14 @@ class VideoInfo:
                 {"codec": a.codec, "sample_rate": a.sample_rate, "channels": a.channels} for a in self.audio
             ],
         }
+
+
+def check_renderable(info: "VideoInfo") -> None:
+    """Refuse clips too small for any engine (probe itself accepts them)."""
+    if min(info.width, info.height) < MIN_SIDE:
+        raise BadInputError(
+            f"{info.path.name} is too small ({info.width}x{info.height}); vdiff needs at least {MIN_SIDE}x{MIN_SIDE} pixels"
+        )
 
 
 def open_container(path: str | Path):
