@@ -24,6 +24,7 @@ EPILOG = """examples:
   vdiff render clip.mp4 -o out.mp4 --engine diffusion --model ./my-sd15 --prompt "oil painting" --strength 0.5
   vdiff preview clip.mp4 --frame 120 -o frame.png --engine classical --look cartoon
   vdiff probe clip.mp4
+  vdiff metrics clip.mp4 styled.mp4 --reference perframe.mp4
 """
 
 
@@ -61,6 +62,16 @@ def _add_engine_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--low-memory", action="store_true", help="diffusion: model offload and VAE slicing/tiling")
     g.add_argument("--allow-pickle", action="store_true",
                    help="diffusion: allow loading pickle checkpoints (.ckpt/.bin/.pt); they can run arbitrary code")
+    t = parser.add_argument_group("temporal consistency (on by default; see docs/quality.md)")
+    t.add_argument("--no-temporal-flow", action="store_true",
+                   help="do not blend in the previous stylized frame warped along the source's optical flow")
+    t.add_argument("--flow-blend", type=float, default=0.35, metavar="F",
+                   help="weight of the propagated previous frame where it is visible, 0-1 (default: 0.35)")
+    t.add_argument("--color-anchor", action=argparse.BooleanOptionalAction, default=None,
+                   help="match each frame's colours to the range's first frame (default: on for diffusion only)")
+    t.add_argument("--no-shared-noise", action="store_true", help="diffusion: a different noise seed for every frame")
+    t.add_argument("--no-cross-frame-attention", action="store_true",
+                   help="diffusion: do not attend to the first and previous stylized frames")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,11 +103,23 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_engine_options(render)
 
-    preview = sub.add_parser("preview", help="stylize one frame to a PNG")
+    preview = sub.add_parser("preview", help="stylize one frame to a PNG (alone: temporal consistency needs a render)")
     preview.add_argument("input", metavar="INPUT")
     preview.add_argument("--frame", required=True, metavar="N|TIME", help="the frame: a number or a time")
     preview.add_argument("-o", "--output", required=True, metavar="OUT.png")
     _add_engine_options(preview)
+
+    metrics = sub.add_parser("metrics", help="measure flicker: the warp error of an output and of its input, as JSON",
+                             description="Warp error (Lai et al. 2018) of OUTPUT and of INPUT (the floor), per frame "
+                             "pair and their mean; with --reference, the style fidelity of each frame. "
+                             "Definitions: docs/quality.md.")
+    metrics.add_argument("input", metavar="INPUT", help="the source video")
+    metrics.add_argument("output", metavar="OUTPUT", help="the rendered video, or a folder from --codec png")
+    metrics.add_argument("--reference", metavar="PERFRAME_OUTPUT",
+                         help="the same range rendered frame by frame (--no-temporal-flow --no-color-anchor ...): "
+                         "adds the style fidelity of each output frame")
+    metrics.add_argument("--start", default="0", metavar="FRAME|TIME",
+                         help="the source frame the output begins at: the render's --start (default: 0)")
 
     probe = sub.add_parser("probe", help="print a clip's facts as JSON")
     probe.add_argument("input", metavar="INPUT")
@@ -125,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     handler = {
         "render": _cmd_render,
         "preview": _cmd_preview,
+        "metrics": _cmd_metrics,
         "probe": _cmd_probe,
         "info": _cmd_info,
         "cache": _cmd_cache,
@@ -169,6 +193,11 @@ def params_from_args(args) -> "StyleParams":
         strength=strength,
         max_side=args.max_side,
         device=args.device,
+        temporal_flow=not args.no_temporal_flow,
+        flow_blend=args.flow_blend,
+        color_anchor=args.color_anchor,
+        shared_noise=not args.no_shared_noise,
+        cross_frame_attention=not args.no_cross_frame_attention,
     ).validate()
 
 
@@ -183,7 +212,7 @@ def _cmd_render(args) -> int:
     from pipeline.cache import FrameCache, render_key
     from pipeline.engines import create_engine
     from pipeline.events import Cancelled, CancelToken, Failed, Finished, FrameReady, Started, Step
-    from pipeline.render import render_frames, resolve_range
+    from pipeline.render import cache_description, render_frames, resolve_range
     from pipeline.request import OutputSpec, RenderRequest, parse_position
     from pipeline.video import probe
 
@@ -196,7 +225,7 @@ def _cmd_render(args) -> int:
     output = OutputSpec(Path(args.output), codec=args.codec, crf=args.crf, audio=not args.no_audio)
     request = RenderRequest(Path(args.input), params, start, end, output, use_cache=not args.no_cache)
     if args.resume and not args.no_cache:
-        entry = FrameCache().find(render_key(info, create_engine(params).params.relevant()))
+        entry = FrameCache().find(render_key(info, cache_description(create_engine(params), start)))
         have = len(entry.indices() & set(range(start, end))) if entry else 0
         print(f"vdiff: resuming: {have} of {end - start} frames recovered from the cache", file=sys.stderr)
     progress = ProgressBar(end - start, quiet=args.quiet)
@@ -322,6 +351,26 @@ def _cmd_preview(args) -> int:
         temp.unlink(missing_ok=True)
         raise OutputError(f"cannot write {out}: {exc.strerror or exc}") from None
     print(f"wrote {out} (frame {index}, {image.shape[1]}x{image.shape[0]})")
+    return EXIT_OK
+
+
+def _cmd_metrics(args) -> int:
+    from pipeline.errors import BadInputError
+    from pipeline.request import parse_position
+    from pipeline.temporal.metrics import measure_videos
+    from pipeline.video import probe
+
+    info = probe(args.input)
+    start = parse_position(args.start, float(info.fps), info.frame_count)
+    if not 0 <= start < info.frame_count:
+        raise BadInputError(f"start frame {start} is outside the clip (0 to {info.frame_count - 1})")
+    for path in (args.output, args.reference):
+        if path is not None and not Path(path).exists():
+            raise BadInputError(f"not found: {path}")
+    result = measure_videos(args.input, args.output, args.reference, start)
+    if result["frames"] < 2:
+        raise BadInputError(f"{args.output} has {result['frames']} frame(s) to compare with the input; it needs two")
+    print(json.dumps(result, indent=2))
     return EXIT_OK
 
 

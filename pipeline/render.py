@@ -9,6 +9,7 @@ early (or Ctrl+C) cancels the threads and leaves the cache intact for a resume.
 
 from __future__ import annotations
 
+import errno
 import logging
 import queue
 import threading
@@ -25,7 +26,9 @@ from pipeline.engines import Engine, FrameContext, create_engine
 from pipeline.errors import BadInputError, CancelledError, OutputError, VdiffError
 from pipeline.events import Cancelled, CancelToken, Event, Failed, Finished, FrameReady, Started, Step
 from pipeline.request import RenderRequest
+from pipeline.temporal.stabilizer import Stabilizer, is_stateful
 from pipeline.video import VideoInfo, VideoReader, VideoWriter, probe, verify_output
+from pipeline.video.probe import check_renderable
 from pipeline.video.writer import check_output_path, even_size
 
 log = logging.getLogger(__name__)
@@ -42,6 +45,7 @@ class _Plan:
     engine: Engine
     entry: CacheEntry | None
     out_size: tuple[int, int]
+    stabilizer: Stabilizer | None = None  # the consistency state carried from frame to frame, if any
 
 
 def resolve_range(info: VideoInfo, start: int, end: int | None) -> tuple[int, int]:
@@ -54,9 +58,13 @@ def resolve_range(info: VideoInfo, start: int, end: int | None) -> tuple[int, in
     return start, end
 
 
-def cache_description(engine: Engine) -> dict:
-    """What the cached pixels depend on: the engine's parameters (and its temporal state, if any)."""
-    return engine.params.relevant()
+def cache_description(engine: Engine, start: int = 0) -> dict:
+    """What the cached pixels depend on: the engine's parameters and, when a frame depends on the frames
+    before it (pipeline.temporal), the range start its history begins at."""
+    description = engine.params.relevant()
+    if is_stateful(engine.params):
+        description["history_from"] = start
+    return description
 
 
 def render_frames(
@@ -80,6 +88,7 @@ def render_frames(
         if request.output is not None:
             check_output_path(request.output)
         info = probe(request.source)
+        check_renderable(info)
         start, end = resolve_range(info, request.start, request.end)
         # 2. prepare
         engine = engine or create_engine(request.params)
@@ -88,10 +97,12 @@ def render_frames(
         entry = None
         if request.use_cache:
             cache = cache or FrameCache()
-            entry = cache.entry(render_key(info, cache_description(engine)))
+            entry = cache.entry(render_key(info, cache_description(engine, start)))
             entry.write_meta({"source": str(info.path), "params": request.describe(), "frames": info.frame_count})
             cache.evict(keep={entry.key})
         plan = _Plan(info, start, end, engine, entry, out_size)
+        if is_stateful(request.params):
+            plan.stabilizer = Stabilizer(request.params, start, lambda index: _decode_one(plan, index)[0])
         cached = len(entry.indices() & set(range(start, end))) if entry else 0
         yield Started(total=end - start, cached=cached, device=engine.device)
         if request.output is not None:
@@ -141,10 +152,15 @@ def render_frames(
         yield Cancelled(done=done, total=_total(request))
     except VdiffError as exc:
         yield Failed(str(exc), exit_code=exc.exit_code, done=done)
-    except OSError as exc:
-        yield Failed(str(OutputError(f"cannot write the frame cache: {exc.strerror or exc}")), exit_code=2, done=done)
+    except OSError as exc:  # the frame cache could not be written
+        if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+            message = "the disk is full while writing the frame cache; free some space and run again (it resumes)"
+        else:
+            message = f"cannot write the frame cache: {exc.strerror or exc}"
+        yield Failed(message, exit_code=2, done=done)
     except Exception as exc:  # an internal error: keep the traceback in the log, show one line
-        log.error("render failed:\n%s", traceback.format_exc())
+        log.error("render failed: %s: %s", type(exc).__name__, exc)
+        log.debug("render failed:\n%s", traceback.format_exc())
         yield Failed(f"internal error: {type(exc).__name__}: {exc}", exit_code=1, done=done)
     finally:
         if writer is not None:  # not finished: drop the partial output, keep the target as it was
@@ -215,6 +231,8 @@ def _run_stages(plan: _Plan, cancel: CancelToken, writer: VideoWriter | None) ->
             index, frame, neighbors, center = item
             image = plan.entry.load(index) if plan.entry is not None and frame is None else None
             from_cache = image is not None
+            if from_cache and plan.stabilizer is not None:
+                plan.stabilizer.remember(index, image)
             if image is None:
                 if frame is None:  # listed in the cache but unreadable: decode it now
                     frame, neighbors, center = _decode_one(plan, index)
@@ -225,7 +243,10 @@ def _run_stages(plan: _Plan, cancel: CancelToken, writer: VideoWriter | None) ->
                     neighbors=neighbors,
                     center=center,
                 )
-                image = plan.engine.process(frame, ctx)
+                if plan.stabilizer is not None:
+                    image = plan.stabilizer.process(plan.engine, frame, ctx)
+                else:
+                    image = plan.engine.process(frame, ctx)
             if not put(results_q, (index, image, from_cache)):
                 break
         put(results_q, _DONE)
@@ -320,8 +341,11 @@ def preview_frame(
 ) -> tuple[np.ndarray, bool]:
     """The stylized frame `index` for a scrub preview: from the cache when there, else rendered and stored.
 
+    A rendered preview is per-frame (no temporal consistency); it is stored only when the engine's
+    frames do not depend on the frames before them, so it never stands in for a consistent render's.
     Returns (image, from_cache). The engine must be prepared; the caller's thread owns it.
     """
+    check_renderable(reader.info)
     if entry is not None:
         image = entry.load(index)
         if image is not None:
@@ -331,7 +355,7 @@ def preview_frame(
     frames = [reader.frame(i) for i in range(lo, hi)]
     ctx = FrameContext(index=index, cancel=cancel or CancelToken(), on_step=on_step, neighbors=frames, center=index - lo)
     image = engine.process(frames[index - lo], ctx)
-    if entry is not None:
+    if entry is not None and not is_stateful(engine.params):
         entry.store(index, image)
     return image, False
 

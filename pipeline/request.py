@@ -14,12 +14,13 @@ CODECS = ("h264", "h265", "prores", "png")
 CLASSICAL_LOOKS = ("stylization", "pencil", "pencil-color", "cartoon", "edge-preserving", "denoise")
 
 # which StyleParams fields change an engine's pixels; used for the cache key and the GUI panel
+TEMPORAL_FIELDS = ("temporal_flow", "flow_blend", "color_anchor")
 ENGINE_FIELDS = {
-    "fast-style": ("style", "style_image", "strength", "preserve_color", "max_side"),
-    "classical": ("look", "strength", "denoise_window", "max_side"),
+    "fast-style": ("style", "style_image", "strength", "preserve_color", "max_side", *TEMPORAL_FIELDS),
+    "classical": ("look", "strength", "denoise_window", "max_side", *TEMPORAL_FIELDS),
     "diffusion": (
         "model", "prompt", "negative_prompt", "strength", "steps", "guidance",
-        "seed", "scheduler", "max_side",
+        "seed", "scheduler", "max_side", *TEMPORAL_FIELDS, "shared_noise", "cross_frame_attention",
     ),
 }
 
@@ -46,6 +47,14 @@ class StyleParams:
     scheduler: str = "default"
     allow_pickle: bool = False  # explicit opt-in to unpickle .ckpt/.bin/.pt checkpoints
     low_memory: bool = False  # force model offload and VAE slicing/tiling
+    shared_noise: bool = True  # one seed and one initial noise for the whole clip (off: seed + frame index)
+    cross_frame_attention: bool = True  # self-attention also attends to the stylized anchor and previous frames
+    # temporal consistency, all engines (docs/quality.md)
+    temporal_flow: bool = True  # blend in the previous stylized frame, warped along the input's optical flow
+    flow_blend: float = 0.35  # weight of that frame where it is visible, 0-1 (docs/quality.md)
+    # match each frame's LAB mean and deviation to the range's first frame; None: on for diffusion only
+    # (on fast-style it measured no gain, docs/quality.md)
+    color_anchor: bool | None = None
     # shared
     strength: float = 1.0
     max_side: int = 0  # 0: source size (diffusion: 512 if the source is larger)
@@ -59,6 +68,8 @@ class StyleParams:
             raise BadInputError(f"strength must be between 0 and 1, got {self.strength}")
         if self.engine == "classical" and self.look not in CLASSICAL_LOOKS:
             raise BadInputError(f"unknown look '{self.look}'; choose one of {', '.join(CLASSICAL_LOOKS)}")
+        if not 0.0 <= self.flow_blend <= 1.0:
+            raise BadInputError(f"the flow blend must be between 0 and 1, got {self.flow_blend}")
         if self.denoise_window < 1 or self.denoise_window % 2 == 0:
             raise BadInputError(f"the denoise window must be an odd number of frames, got {self.denoise_window}")
         if self.steps < 1:

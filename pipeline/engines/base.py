@@ -23,6 +23,10 @@ class FrameContext:
     # frames around `index` (index - radius .. index + radius, clamped to the clip) for temporal engines
     neighbors: list[np.ndarray] = field(default_factory=list)
     center: int = 0  # position of this frame in `neighbors`
+    # set by the render's temporal stabilizer (pipeline.temporal) for engines that start from an image
+    init: np.ndarray | None = None  # flow-propagated image to start from instead of the frame
+    strength: float | None = None  # the strength to use with `init` instead of params.strength
+    references: list[np.ndarray] = field(default_factory=list)  # stylized anchor (and previous) frame
 
     def check_cancelled(self) -> None:
         if self.cancel.cancelled:

@@ -1,10 +1,11 @@
 """diffusion: Stable Diffusion style img2img per frame, with the prompt encoded once and the same noise
-for every frame so that a still scene stays still."""
+for every frame so that a still scene stays still, and optionally cross-frame attention (pipeline.temporal)."""
 
 from __future__ import annotations
 
 import gc
 import inspect
+from contextlib import nullcontext
 
 import numpy as np
 import torch
@@ -21,6 +22,7 @@ from pipeline.engines.diffusion_models import (
 )
 from pipeline.errors import BadInputError, CancelledError, OutOfMemoryError
 from pipeline.events import CancelToken
+from pipeline.temporal.cross_frame import CrossFrameAttention
 
 DEFAULT_MAX_SIDE = 512  # what SD 1.x was trained on; larger sources are scaled down unless max_side says otherwise
 SIZE_MULTIPLE = 8  # the VAE downsamples by 8
@@ -48,6 +50,7 @@ class DiffusionEngine(Engine):
         self._prompt_kwargs: dict = {}
         self._torch_device = "cpu"  # the torch device behind self.device's label
         self._low_memory = params.low_memory
+        self._cross_frame: CrossFrameAttention | None = None
 
     def output_size(self, width: int, height: int) -> tuple[int, int]:
         return fit_size(width, height, self.params.max_side or DEFAULT_MAX_SIDE, multiple=SIZE_MULTIPLE)
@@ -62,6 +65,7 @@ class DiffusionEngine(Engine):
         self._low_memory = uses_low_memory(self._pipe)
         self._update_device_label()
         self._prompt_kwargs = self._encode_prompt()
+        self._cross_frame = CrossFrameAttention(self._pipe) if p.cross_frame_attention else None
 
     def _update_device_label(self) -> None:
         """e.g. 'cuda (fp16)', 'cuda (fp16, low memory)', 'cpu'."""
@@ -100,7 +104,7 @@ class DiffusionEngine(Engine):
         h, w = frame.shape[:2]
         size = self.output_size(w, h)
         tile_big_frames(self._pipe, self._torch_device, *size)
-        image = resize_to(frame, size)
+        image = resize_to(frame if ctx.init is None else ctx.init, size)
         try:
             return self._denoise(image, ctx)
         except Exception as exc:
@@ -128,7 +132,8 @@ class DiffusionEngine(Engine):
 
     def _denoise(self, image: np.ndarray, ctx: FrameContext) -> np.ndarray:
         p = self.params
-        steps_run = min(int(p.steps * p.strength), p.steps)
+        strength = p.strength if ctx.strength is None else ctx.strength
+        steps_run = min(int(p.steps * strength), p.steps)
 
         def on_step_end(pipe, step, timestep, callback_kwargs):
             try:
@@ -139,12 +144,14 @@ class DiffusionEngine(Engine):
                 raise
             return callback_kwargs
 
-        # same seed for every frame: the same initial noise keeps unchanged regions from flickering
-        generator = torch.Generator(device="cpu").manual_seed(p.seed)
-        with torch.inference_mode():
+        # shared noise: the same seed for every frame keeps unchanged regions from flickering (off: one per frame)
+        generator = torch.Generator(device="cpu").manual_seed(p.seed if p.shared_noise else p.seed + ctx.index)
+        references = ctx.references if self._cross_frame is not None else []
+        attend = self._cross_frame.references(references, p.seed) if references else nullcontext()
+        with torch.inference_mode(), attend:
             result = self._pipe(
                 image=Image.fromarray(image),
-                strength=p.strength,
+                strength=strength,
                 num_inference_steps=p.steps,
                 guidance_scale=p.guidance,
                 generator=generator,
@@ -158,6 +165,7 @@ class DiffusionEngine(Engine):
     def close(self) -> None:
         self._pipe = None
         self._prompt_kwargs = {}
+        self._cross_frame = None
         gc.collect()
         if self._torch_device == "cuda":
             torch.cuda.empty_cache()

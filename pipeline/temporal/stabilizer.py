@@ -1,0 +1,129 @@
+"""The consistency state of one streaming render: what frame t takes from the frames before it.
+
+Frames pass through in order from the range's first frame (the anchor). For each frame the stabilizer
+keeps the previous source and stylized frames and the anchor's colour statistics; all of it can be
+rebuilt from the frame cache, so a resumed render continues exactly where the interrupted one was.
+
+- flow propagation: the previous stylized frame, warped into this one along the input's flow, is
+  blended in where the occlusion mask says the pixel is visible (weight `flow_blend`, less where the
+  warped source disagrees with the source). fast-style and classical blend the outputs; diffusion
+  starts from the blend as its init image at a lower strength.
+- colour anchoring: each output's LAB mean and deviation are matched to the anchor's.
+- diffusion also gets the stylized anchor and previous frames for cross-frame attention.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import cv2
+import numpy as np
+
+from pipeline.engines.base import Engine, FrameContext, resize_to
+from pipeline.request import StyleParams
+from pipeline.temporal.flow import flow_pair, occlusion_mask, warp
+
+SOURCE_TOLERANCE = 0.1  # RMS RGB difference (0-1) of warped vs current source at which the blend weight falls to 1/e
+
+
+def is_stateful(params: StyleParams) -> bool:
+    """Whether a frame's pixels depend on the frames before it in the range."""
+    if params.engine == "diffusion" and params.cross_frame_attention:
+        return True
+    return params.temporal_flow or anchors_color(params)
+
+
+def anchors_color(params: StyleParams) -> bool:
+    """Colour anchoring as asked, or by default for diffusion only."""
+    return params.color_anchor if params.color_anchor is not None else params.engine == "diffusion"
+
+
+class Stabilizer:
+    """Runs an engine on a range's frames in order, carrying the consistency state between them.
+
+    `load_source(index)` returns a source frame the stabilizer did not see (the frame before the first
+    one rendered after cached frames); it is called at most once per such gap.
+    """
+
+    def __init__(self, params: StyleParams, start: int, load_source: Callable[[int], np.ndarray]):
+        self.params = params
+        self.start = start
+        self._load_source = load_source
+        self._index = -1  # the frame the state below belongs to
+        self._source: np.ndarray | None = None  # at the output size; None until needed after a cached frame
+        self._output: np.ndarray | None = None
+        self._anchor: np.ndarray | None = None
+        self._anchor_stats: tuple[np.ndarray, np.ndarray] | None = None
+
+    def process(self, engine: Engine, frame: np.ndarray, ctx: FrameContext) -> np.ndarray:
+        """The stylized frame ctx.index, consistent with the frames before it; updates the state."""
+        p = self.params
+        h, w = frame.shape[:2]
+        source = resize_to(frame, engine.output_size(w, h))
+        follows = self._index == ctx.index - 1 and self._output is not None
+        warped = weight = None
+        if p.temporal_flow and follows:
+            if self._source is None:
+                self._source = resize_to(self._load_source(self._index), (source.shape[1], source.shape[0]))
+            warped, weight = propagate(self._source, source, self._output, p.flow_blend)
+        if engine.name == "diffusion":
+            if warped is not None:
+                ctx.init = blend(warped, source, weight)
+                ctx.strength = propagated_strength(p)
+            if p.cross_frame_attention and follows:
+                ctx.references = [self._anchor, self._output] if ctx.index - 1 != self.start else [self._anchor]
+            output = engine.process(frame, ctx)
+        else:
+            output = engine.process(frame, ctx)
+            if warped is not None:
+                output = blend(warped, output, weight)
+        if anchors_color(p) and self._anchor_stats is not None and ctx.index != self.start:
+            output = match_color(output, self._anchor_stats)
+        self.remember(ctx.index, output, source)
+        return output
+
+    def remember(self, index: int, output: np.ndarray, source: np.ndarray | None = None) -> None:
+        """Take frame `index` (e.g. from the cache) as the latest one; its source is loaded if needed."""
+        self._index, self._output, self._source = index, output, source
+        if index == self.start:
+            self._anchor = output
+            self._anchor_stats = color_stats(output)
+
+
+def propagate(previous_source, source, previous_output, strength: float) -> tuple[np.ndarray, np.ndarray]:
+    """The previous output warped into this frame, and the HxWx1 float32 weight to blend it with."""
+    flow, back = flow_pair(source, previous_source)
+    visible = ~occlusion_mask(flow, back)
+    warped_source = warp(previous_source, flow).astype(np.float32)
+    # where the flow brings the wrong source pixels (lighting, blur, flow errors), trust it less
+    error = ((warped_source - source.astype(np.float32)) * (1.0 / 255.0)) ** 2
+    agreement = np.exp(-error.mean(axis=2) / SOURCE_TOLERANCE**2)
+    weight = cv2.GaussianBlur(visible.astype(np.float32) * agreement, (5, 5), 0) * strength
+    return warp(previous_output, flow), weight[:, :, None]
+
+
+def propagated_strength(params: StyleParams) -> float:
+    """Diffusion re-noises a propagated init less: the more of it comes from the previous frame, the less."""
+    lower = params.strength * (1.0 - 0.5 * params.flow_blend)
+    return lower if int(params.steps * lower) >= 1 else params.strength  # keep at least one denoising step
+
+
+def blend(warped: np.ndarray, image: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    mixed = warped.astype(np.float32) * weight + image.astype(np.float32) * (1.0 - weight)
+    return (mixed + 0.5).astype(np.uint8)
+
+
+def color_stats(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and standard deviation in LAB."""
+    lab = cv2.cvtColor(image.astype(np.float32) * (1.0 / 255.0), cv2.COLOR_RGB2LAB).reshape(-1, 3)
+    return lab.mean(axis=0), lab.std(axis=0)
+
+
+def match_color(image: np.ndarray, stats: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """`image` with its LAB mean and deviation moved to `stats`."""
+    mean, std = stats
+    lab = cv2.cvtColor(image.astype(np.float32) * (1.0 / 255.0), cv2.COLOR_RGB2LAB)
+    own_mean, own_std = lab.reshape(-1, 3).mean(axis=0), lab.reshape(-1, 3).std(axis=0)
+    lab = (lab - own_mean) * (std / np.maximum(own_std, 1e-3)) + mean
+    rgb = cv2.cvtColor(lab.astype(np.float32), cv2.COLOR_LAB2RGB)
+    return (np.clip(rgb, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
