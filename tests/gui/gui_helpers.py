@@ -1,0 +1,39 @@
+"""Helpers for the GUI tests (beside them; pytest puts this folder on sys.path)."""
+
+import numpy as np
+
+from pipeline.engines import FrameContext, create_engine
+from pipeline.video import VideoReader
+from vdiff_gui.images import qimage_to_array
+
+
+def open_clip(qtbot, window, path):
+    with qtbot.waitSignal(window.documents.clip_opened, timeout=15000):
+        window.documents.open_clip(path)
+
+
+def wait_stylized(qtbot, window, index, timeout=15000):
+    """Until the after view shows the stylized frame `index` (not the original, no marker)."""
+    view = window.compare.after_view
+
+    def shown():
+        assert view.frame_index == index and not view.showing_original and view.marker() is None
+
+    qtbot.waitUntil(shown, timeout=timeout)
+
+
+def core_stylized(path, params, index) -> np.ndarray:
+    """What the core makes of frame `index`: create_engine(params).process() on VideoReader.frame()."""
+    engine = create_engine(params)
+    engine.prepare()
+    with VideoReader(path) as reader:
+        frame = reader.frame(index)
+    try:
+        return engine.process(frame, FrameContext(index=index))
+    finally:
+        engine.close()
+
+
+def shown_pixels(view) -> np.ndarray:
+    """The pixels a FrameView is showing, read back from its QImage."""
+    return qimage_to_array(view.image())

@@ -1,0 +1,129 @@
+"""The app as a user meets it: first launch, the contract object names, errors, models, drag and drop."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from gui_helpers import open_clip, wait_stylized
+from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
+from PySide6.QtGui import QDragEnterEvent, QDropEvent
+from PySide6.QtWidgets import QApplication, QPushButton, QWidget
+
+from pipeline import __version__
+from vdiff_gui import startup
+from vdiff_gui.tasks import start_task
+
+pytestmark = pytest.mark.gui
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_first_launch_opens_the_sample_clip_with_a_fast_style_preview(make_window, qtbot, monkeypatch):
+    monkeypatch.setitem(startup.SAMPLE, "width", 128)  # the real one is 480x270; small keeps the test quick
+    monkeypatch.setitem(startup.SAMPLE, "height", 72)
+    monkeypatch.setitem(startup.SAMPLE, "frames", 12)
+    window = make_window()
+    with qtbot.waitSignal(window.documents.clip_opened, timeout=20000):
+        start_task(startup.startup(window, None))
+    sample = startup.sample_clip_path()
+    assert window.state.clip_path == sample and window.state.params.engine == "fast-style"
+    wait_stylized(qtbot, window, 0)
+    assert window.device_label.text() == "device: cpu"
+    assert window.windowTitle() == f"vdiff {__version__} — vdiff-sample.mp4"
+    made = sample.stat().st_mtime_ns
+    assert startup.ensure_sample_clip() == sample and sample.stat().st_mtime_ns == made  # generated once
+
+
+def test_contract_object_names(window):
+    for name in ("timeline", "beforeView", "afterView", "paramPanel"):
+        assert window.findChild(QWidget, name) is not None, name
+    for name in ("renderButton", "exportButton"):
+        assert isinstance(window.findChild(QPushButton, name), QPushButton), name
+    menus = [a.text().replace("&", "") for a in window.menuBar().actions()]
+    assert menus == ["File", "Edit", "View", "Help"]
+
+
+def test_self_test_command(tmp_path):
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "XDG_CACHE_HOME": str(tmp_path / "cache"),
+           "VDIFF_CONFIG_DIR": str(tmp_path / "config")}
+    done = subprocess.run([sys.executable, "-c", "import sys; from vdiff_gui.launch import main; sys.exit(main(['--self-test']))"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "self-test ok: stylized frame 0 (480x270)" in done.stdout
+
+
+def test_a_file_that_is_not_a_video_shows_a_message_and_the_app_goes_on(window, qtbot, tmp_path, small_clip):
+    bad = tmp_path / "notes.mp4"
+    bad.write_text("not a video")
+    window.documents.open_clip(bad)
+    qtbot.waitUntil(window.banner.isVisible, timeout=10000)
+    assert "Cannot open the video" in window.banner.label.text() and "not a video file" in window.banner.label.text()
+    assert window.state.info is None
+    open_clip(qtbot, window, small_clip)
+    assert not window.banner.isVisible()
+
+
+def test_dropping_a_video_on_the_window_opens_it(window, qtbot, small_clip):
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(small_clip))])
+    args = (Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    enter = QDragEnterEvent(QPoint(50, 50), *args)
+    QApplication.sendEvent(window, enter)
+    assert enter.isAccepted()
+    with qtbot.waitSignal(window.documents.clip_opened, timeout=10000):
+        QApplication.sendEvent(window, QDropEvent(QPointF(50, 50), *args))
+    assert window.state.clip_path == small_clip
+
+
+def test_a_model_that_is_not_cached_offline_shows_the_model_error(window, qtbot, small_clip):
+    open_clip(qtbot, window, small_clip)
+    window.state.edit(engine="diffusion", model="nobody/no-such-model")
+    qtbot.waitUntil(window.banner.isVisible, timeout=60000)
+    text = window.banner.label.text()
+    assert text.startswith("Preview failed:") and "nobody/no-such-model" in text
+    assert window.compare.after_view.showing_original
+    qtbot.waitUntil(lambda: window.param_panel.model.hint.text() != "", timeout=10000)
+    assert "not in the local cache" in window.param_panel.model.hint.text()
+
+
+def test_out_of_memory_offers_the_lower_memory_settings(window, qtbot, small_clip):
+    open_clip(qtbot, window, small_clip)
+    window.show_error("Render failed: the CUDA ran out of memory at 512x512", "out_of_memory", retry_render=False)
+    assert window.banner.button_texts()[0] == "Use lower memory and retry"
+    window.banner.trigger("Use lower memory and retry")
+    assert window.state.params.low_memory and not window.banner.isVisible()
+
+
+def test_diffusion_preview_loads_the_model_on_the_worker(window, qtbot, small_clip, tmp_path):
+    import tiny_models
+
+    model = tiny_models.make_tiny_sd_folder(tmp_path / "tiny-sd")
+    open_clip(qtbot, window, small_clip)
+    window.state.edit(engine="diffusion", model=str(model), steps=2, strength=0.5, guidance=1.0, max_side=64)
+    assert window.compare.after_view.marker() == "updating…"
+    wait_stylized(qtbot, window, 0, timeout=60000)
+    assert window.compare.after_view.image().width() == 64
+    assert window.device_label.text() == "device: cpu"
+    assert window.param_panel.model.hint.text() == "✓ diffusers folder"
+
+
+def test_about_shows_versions_device_and_gpu_memory(window, qtbot, small_clip):
+    open_clip(qtbot, window, small_clip)
+    wait_stylized(qtbot, window, 0)
+    window.actions["about"].trigger()
+    qtbot.waitUntil(lambda: getattr(window, "about_box", None) is not None and window.about_box.isVisible(), timeout=30000)
+    text = window.about_box.text()
+    assert f"vdiff {__version__}" in text and "PySide6" in text and "torch" in text
+    assert "Engine device" in text and ">cpu<" in text and "GPU memory" in text
+
+
+def test_recent_files_menu_reopens_a_clip(window, qtbot, small_clip):
+    open_clip(qtbot, window, small_clip)
+    window.recent_menu.aboutToShow.emit()
+    entries = [a.text() for a in window.recent_menu.actions() if a.text()]
+    assert entries[0] == str(small_clip.resolve()) and "Clear Recent" in entries
+    window.state.set_clip(None)
+    with qtbot.waitSignal(window.documents.clip_opened, timeout=10000):
+        window.recent_menu.actions()[0].trigger()
+    assert window.state.clip_path == small_clip.resolve()

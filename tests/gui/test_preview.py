@@ -1,0 +1,117 @@
+"""Scrubbing, the compare view, live previews, the debounce, the timeline and playback."""
+
+import numpy as np
+import pytest
+from gui_helpers import core_stylized, open_clip, shown_pixels, wait_stylized
+from PySide6.QtCore import QPoint, Qt
+
+from pipeline.video import VideoReader
+
+pytestmark = pytest.mark.gui
+
+
+def test_scrub_shows_the_source_frame_and_the_cores_stylized_frame(window, qtbot, sample_clip):
+    open_clip(qtbot, window, sample_clip)
+    wait_stylized(qtbot, window, 0)
+    timeline = window.findChild(type(window.timeline), "timeline")
+    index = 30
+    qtbot.mouseClick(timeline, Qt.MouseButton.LeftButton, pos=QPoint(int(timeline.x_of(index + 0.5)), timeline.height() // 2))
+    assert window.state.frame == index
+    before = window.findChild(type(window.compare.before_view), "beforeView")
+    after = window.findChild(type(window.compare.after_view), "afterView")
+    # the original at once (before any preview arrives), frame-accurately
+    assert before.frame_index == index
+    with VideoReader(sample_clip) as reader:
+        assert np.array_equal(shown_pixels(before), reader.frame(index))
+    wait_stylized(qtbot, window, index)
+    assert np.array_equal(shown_pixels(after), core_stylized(sample_clip, window.state.params, index))
+
+
+def test_an_edit_triggers_exactly_one_preview_after_the_debounce(window, qtbot, small_clip):
+    open_clip(qtbot, window, small_clip)
+    wait_stylized(qtbot, window, 0)
+    arrived = []
+    window.worker.preview_ready.connect(lambda index, image, cached, params: arrived.append((index, cached)))
+    requested = window.preview.previews_requested
+    slider = window.param_panel.strength
+    for value in (90, 75, 60):  # three quick edits
+        slider.setValue(value)
+    assert window.state.params.strength == 0.6
+    assert window.preview.debounce_active and not arrived
+    assert window.compare.after_view.marker() == "updating…"
+    qtbot.waitUntil(lambda: len(arrived) == 1, timeout=5000)
+    qtbot.wait(400)  # well past another debounce: nothing more comes
+    assert arrived == [(0, False)]
+    assert window.preview.previews_requested == requested + 1
+    wait_stylized(qtbot, window, 0)
+    expected = core_stylized(small_clip, window.state.params, 0)
+    assert np.array_equal(shown_pixels(window.compare.after_view), expected)
+
+
+def test_cached_frames_appear_at_once(window, qtbot, small_clip):
+    open_clip(qtbot, window, small_clip)
+    wait_stylized(qtbot, window, 0)
+    with qtbot.waitSignal(window.worker.render_finished, timeout=15000):
+        window.jobs.render_range()
+    qtbot.waitUntil(lambda: window.timeline.rendered_count == 16)
+    requested = window.preview.previews_requested
+    for index in (3, 9, 15):
+        window.state.set_frame(index)
+        # shown in the same event-loop turn, read from the cache: no request to the worker
+        assert window.compare.after_view.frame_index == index and not window.compare.after_view.showing_original
+    assert window.preview.previews_requested == requested
+
+
+def test_keyboard_moves_the_playhead_and_sets_in_out(window, qtbot, small_clip):
+    open_clip(qtbot, window, small_clip)
+    window.activateWindow()
+    qtbot.waitUntil(lambda: window.isActiveWindow())
+    window.timeline.setFocus()
+    keys = qtbot.keyClick
+    keys(window.timeline, Qt.Key.Key_Right)
+    keys(window.timeline, Qt.Key.Key_Right)
+    assert window.state.frame == 2
+    keys(window.timeline, Qt.Key.Key_I)
+    keys(window.timeline, Qt.Key.Key_Right, Qt.KeyboardModifier.ShiftModifier)  # one second = 12 frames
+    assert window.state.frame == 14
+    keys(window.timeline, Qt.Key.Key_O)
+    assert (window.state.in_point, window.state.out_point) == (2, 14)
+    keys(window.timeline, Qt.Key.Key_Left)
+    assert window.state.frame == 13
+    keys(window.timeline, Qt.Key.Key_End)
+    assert window.state.frame == 15
+    keys(window.timeline, Qt.Key.Key_Home)
+    assert window.state.frame == 0
+    keys(window.timeline, Qt.Key.Key_Left, Qt.KeyboardModifier.ShiftModifier)
+    assert window.state.frame == 0
+
+
+def test_wipe_and_after_only_modes(window, qtbot, small_clip):
+    open_clip(qtbot, window, small_clip)
+    wait_stylized(qtbot, window, 0)
+    window.actions["mode_wipe"].trigger()
+    after = window.compare.after_view
+    assert not window.compare.before_view.isVisible() and after.wiping
+    rect = after.image_rect(window.compare.before_view.image())
+    qtbot.mousePress(after, Qt.MouseButton.LeftButton, pos=QPoint(int(rect.left() + rect.width() * 0.25), int(rect.center().y())))
+    qtbot.mouseRelease(after, Qt.MouseButton.LeftButton)
+    assert after.split() == pytest.approx(0.25, abs=0.02)
+    window.actions["mode_after"].trigger()
+    assert not window.compare.before_view.isVisible() and not after.wiping
+    window.actions["zoom_100"].trigger()
+    assert after.image_rect().width() == 96  # 100%: one image pixel per screen pixel
+    window.actions["mode_side-by-side"].trigger()
+    assert window.compare.before_view.isVisible()
+
+
+def test_playback_runs_at_the_source_rate_and_marks_unrendered_frames(window, qtbot, small_clip, monkeypatch):
+    monkeypatch.setenv("VDIFF_NO_AUDIO", "1")  # no sound device here; the clock is the elapsed timer
+    open_clip(qtbot, window, small_clip)
+    wait_stylized(qtbot, window, 0)
+    window.actions["play"].trigger()
+    assert window.playback.playing
+    qtbot.waitUntil(lambda: window.state.frame >= 6, timeout=3000)
+    assert window.compare.after_view.marker() == "not rendered: showing the original"
+    assert window.compare.before_view.frame_index == window.compare.after_view.frame_index == window.state.frame
+    window.actions["play"].trigger()
+    assert not window.playback.playing

@@ -1,0 +1,123 @@
+"""Rendering the in/out range: progress, pause/resume, cancel, the cache, and closing mid-render."""
+
+import numpy as np
+import pytest
+from gui_helpers import open_clip, shown_pixels
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QPushButton
+
+from pipeline.cache import FrameCache, render_key
+from pipeline.engines import create_engine
+from pipeline.render import cache_description
+from pipeline.request import RenderRequest, StyleParams
+from pipeline.video import probe
+from vdiff_gui.render_worker import RenderWorker
+
+pytestmark = pytest.mark.gui
+
+
+def cache_entry(path, params, start=0):
+    """The cache entry a render of `path` from `start` with `params` fills."""
+    return FrameCache().entry(render_key(probe(path), cache_description(create_engine(params), start)))
+
+
+def record(worker):
+    events = []
+    worker.render_started.connect(lambda total, cached: events.append(("started", total, cached)))
+    worker.progress_changed.connect(lambda done, total, fps: events.append(("progress", done, total)))
+    worker.render_finished.connect(lambda result: events.append(("finished", result["total"])))
+    worker.render_cancelled.connect(lambda: events.append(("cancelled",)))
+    worker.render_failed.connect(lambda message, kind: events.append(("failed", message)))
+    return events
+
+
+def test_render_gives_progress_in_order_and_a_complete_cache(window, qtbot, small_clip):
+    open_clip(qtbot, window, small_clip)
+    window.state.edit(style="4")
+    window.state.set_range(3, 12)
+    events = record(window.worker)
+    with qtbot.waitSignal(window.worker.render_finished, timeout=20000):
+        qtbot.mouseClick(window.findChild(QPushButton, "renderButton"), Qt.MouseButton.LeftButton)
+    assert events[0][0] == "started" and events[0][1] == 10
+    assert [e[1] for e in events if e[0] == "progress"] == list(range(1, 11))
+    assert events[-1] == ("finished", 10)
+    assert set(range(3, 13)) <= cache_entry(small_clip, window.state.params, 3).indices()
+    qtbot.waitUntil(lambda: window.jobs.job_state == "idle" and window.timeline.rendered_count >= 10)
+    assert "done: 10 frames" in window.render_bar.status.text()
+    # the after view followed the render to its last frame, which is the cached one
+    assert window.compare.after_view.frame_index == 12
+    assert np.array_equal(shown_pixels(window.compare.after_view), cache_entry(small_clip, window.state.params, 3).load(12))
+
+
+def test_pause_holds_the_render_and_resume_finishes_it(window, qtbot, small_clip):
+    open_clip(qtbot, window, small_clip)
+    window.state.edit(style="9")
+    events = record(window.worker)
+    window.worker.pause()  # takes hold before the first frame, so the render cannot finish first
+    with qtbot.waitSignal(window.worker.render_started, timeout=10000):
+        window.render_bar.render_button.click()
+    window.render_bar.pause_button.click()
+    assert window.jobs.job_state == "paused" and window.render_bar.pause_button.text() == "Resume"
+    qtbot.wait(300)
+    assert not [e for e in events if e[0] == "progress"]
+    with qtbot.waitSignal(window.worker.render_finished, timeout=20000):
+        window.render_bar.pause_button.click()
+    assert [e[1] for e in events if e[0] == "progress"] == list(range(1, 17))
+
+
+def test_cancel_gives_cancelled_and_never_finished(window, qtbot, small_clip):
+    open_clip(qtbot, window, small_clip)
+    window.state.edit(style="11")
+    events = record(window.worker)
+    window.worker.pause()
+    with qtbot.waitSignal(window.worker.render_started, timeout=10000):
+        window.render_bar.render_button.click()
+    assert window.render_bar.cancel_button.isEnabled()
+    with qtbot.waitSignal(window.worker.render_cancelled, timeout=10000):
+        window.render_bar.cancel_button.click()
+    qtbot.waitUntil(lambda: window.jobs.job_state == "idle")
+    qtbot.wait(200)
+    assert [e[0] for e in events] == ["started", "cancelled"]
+    assert "cancelled" in window.render_bar.status.text()
+    # the window is usable afterwards: a new render runs to the end
+    with qtbot.waitSignal(window.worker.render_finished, timeout=20000):
+        window.render_bar.render_button.click()
+
+
+def test_closing_during_an_export_stops_the_worker_and_leaves_no_file(make_window, qtbot, small_clip, tmp_path):
+    window = make_window()
+    open_clip(qtbot, window, small_clip)
+    out = tmp_path / "export"
+    out.mkdir()
+    window.worker.pause()
+    dialog = window.open_export_dialog()
+    dialog.path.setText(str(out / "clip.mp4"))
+    with qtbot.waitSignal(window.worker.render_started, timeout=10000):
+        dialog.accept()
+    window.auto_answer = False  # "Stop the render and close?" -> No: nothing happens
+    assert not window.close()
+    assert window.isVisible() and window.worker.isRunning() and window.jobs.busy
+    window.auto_answer = True
+    assert window.close()
+    assert not window.worker.isRunning()
+    assert list(out.iterdir()) == []  # neither the file nor a partial temp file
+
+
+def test_worker_previews_latest_wins(qtbot, small_clip):
+    worker = RenderWorker()
+    worker.start()
+    try:
+        info, params = probe(small_clip), StyleParams(style="2")
+        arrived = []
+        worker.preview_ready.connect(lambda index, image, cached, params: arrived.append(index))
+        for index in range(10):
+            worker.submit_preview(info, params, index)
+        qtbot.waitUntil(lambda: 9 in arrived, timeout=10000)
+        qtbot.wait(200)
+        assert arrived[-1] == 9 and len(arrived) <= 2  # the replaced ones never ran
+        with qtbot.waitSignal(worker.render_failed, timeout=10000) as failed:
+            worker.submit_render(RenderRequest(small_clip, params, start=40))
+        assert "outside the clip" in failed.args[0]
+    finally:
+        worker.stop()
+    assert not worker.isRunning()

@@ -1,0 +1,72 @@
+"""run_app: the QApplication, the qasync event loop, argv, the first launch and `--self-test`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+
+import qasync
+from PySide6.QtGui import QIcon
+from PySide6.QtWidgets import QApplication
+
+from pipeline import __version__
+from vdiff_gui.presets import RESOURCES
+from vdiff_gui.tasks import start_task
+from vdiff_gui.theme import apply_dark_theme
+
+USAGE = "usage: vdiff [gui [VIDEO|PROJECT.vdiff]] | vdiff --self-test"
+
+
+def app_icon() -> QIcon:
+    icon = QIcon()
+    for name in ("vdiff.svg", "vdiff.png"):
+        if (RESOURCES / name).exists():
+            icon.addFile(str(RESOURCES / name))
+    return icon
+
+
+def make_application() -> tuple[QApplication, qasync.QEventLoop]:
+    """The QApplication (name, version, icon, theme) and the qasync loop that runs the app's tasks."""
+    app = QApplication.instance() or QApplication([sys.argv[0]])
+    app.setApplicationName("vdiff")
+    app.setApplicationVersion(__version__)
+    app.setDesktopFileName("vdiff")
+    app.setWindowIcon(app_icon())
+    if os.environ.get("VDIFF_THEME", "dark") == "dark":
+        apply_dark_theme(app)
+    loop = qasync.QEventLoop(app)
+    asyncio.set_event_loop(loop)
+    return app, loop
+
+
+def run_app(argv: list[str]) -> int:
+    """`vdiff`, `vdiff gui [VIDEO]` and `vdiff --self-test` (opens the sample clip, waits for a preview)."""
+    args = [a for a in argv if a != "gui"]
+    self_test = "--self-test" in args
+    args = [a for a in args if a != "--self-test"]
+    if any(a.startswith("-") for a in args) or len(args) > 1:
+        print(USAGE, file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if self_test and sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    app, loop = make_application()
+
+    from vdiff_gui.main_window import MainWindow  # after the QApplication exists
+    from vdiff_gui.startup import self_test as run_self_test
+    from vdiff_gui.startup import startup
+
+    window = MainWindow()
+    window.show()
+    exit_code = [0]
+    start_task(startup(window, args[0] if args else None))
+    if self_test:
+        async def check() -> None:
+            exit_code[0] = await run_self_test(window)
+            window.close()
+        start_task(check())
+    with loop:
+        loop.run_forever()
+    return exit_code[0]

@@ -1,0 +1,322 @@
+"""The main window: builds the widgets and controllers and wires them together. No logic of its own."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QAction, QActionGroup, QKeySequence
+from PySide6.QtWidgets import (
+    QFileDialog, QHBoxLayout, QLabel, QMainWindow, QMessageBox, QSplitter, QToolButton, QVBoxLayout, QWidget,
+)
+
+from pipeline import __version__
+from pipeline.cache import FrameCache
+from pipeline.system import system_info
+from vdiff_gui import tasks
+from vdiff_gui.documents import DocumentController
+from vdiff_gui.jobs import JobController
+from vdiff_gui.presets import PresetStore
+from vdiff_gui.preview import PreviewController
+from vdiff_gui.project_state import ProjectState
+from vdiff_gui.render_worker import RenderWorker
+from vdiff_gui.settings import AppSettings
+from vdiff_gui.widgets.banner import MessageBanner
+from vdiff_gui.widgets.compare_view import CompareView
+from vdiff_gui.widgets.dialogs import about_text, confirm, export_done_box
+from vdiff_gui.widgets.export_dialog import ExportDialog
+from vdiff_gui.widgets.param_panel import ParamPanel
+from vdiff_gui.widgets.player import PlaybackController
+from vdiff_gui.widgets.render_bar import RenderBar
+from vdiff_gui.widgets.timeline import TimelineWidget
+
+VIDEO_FILTER = "Videos (*.mp4 *.mov *.mkv *.avi *.webm *.m4v);;All files (*)"
+PROJECT_FILTER = "vdiff projects (*.vdiff)"
+
+
+class MainWindow(QMainWindow):
+    auto_answer: bool | None = None  # answers "stop the render and close?" without asking (tests, scripts)
+
+    def __init__(self, settings: AppSettings | None = None, cache: FrameCache | None = None):
+        super().__init__()
+        self.setObjectName("mainWindow")
+        self.settings = settings or AppSettings()
+        self.state = ProjectState(self.settings.params(), self)
+        self.worker = RenderWorker(cache)
+        self.banner = MessageBanner()
+        self.compare = CompareView()
+        self.timeline = TimelineWidget(self.state)
+        self.param_panel = ParamPanel(self.state, PresetStore(), lambda text: self.show_error(text))
+        self.jobs = JobController(self.state, self.worker, self)
+        self.render_bar = RenderBar(self.state, self.jobs)
+        self.preview = PreviewController(self.state, self.worker, self.compare, self.timeline, self.show_error, self)
+        self.playback = PlaybackController(self.state, self)
+        self.documents = DocumentController(self.state, self.settings, self.timeline, self)
+        self.export_dialog: ExportDialog | None = None
+        self.export_box: QMessageBox | None = None
+        self.device = ""
+        self._closed = False
+        self._build_actions()
+        self._build_layout()
+        self._build_menus()
+        self._connect()
+        self._restore()
+        self.setAcceptDrops(True)
+        self._update_title()
+        self.worker.start()
+        self.param_panel.style_grid.load_swatches()
+
+    # construction
+    def _action(self, name: str, text: str, slot, shortcut=None, checkable: bool = False) -> QAction:
+        action = QAction(text, self)
+        action.setObjectName(name)
+        if shortcut is not None:
+            action.setShortcuts(shortcut if isinstance(shortcut, list) else [QKeySequence(shortcut)])
+        action.setCheckable(checkable)
+        action.triggered.connect(slot)
+        self.addAction(action)  # shortcuts work while the menu bar is hidden, too
+        self.actions[name] = action
+        return action
+
+    def _build_actions(self) -> None:
+        self.actions: dict[str, QAction] = {}
+        s, a = self.state, self._action
+        a("open", "&Open Video…", self.open_video_dialog, QKeySequence.StandardKey.Open)
+        a("open_project", "Open &Project…", self.open_project_dialog, "Ctrl+Shift+O")
+        a("save_project", "&Save Project", lambda: self.save_project_dialog(False), QKeySequence.StandardKey.Save)
+        a("save_project_as", "Save Project &As…", lambda: self.save_project_dialog(True), "Ctrl+Shift+S")
+        a("export", "&Export…", self.open_export_dialog, "Ctrl+E")
+        a("quit", "&Quit", self.close, QKeySequence.StandardKey.Quit)
+        undo = s.undo_stack.createUndoAction(self, "&Undo")
+        undo.setShortcut(QKeySequence.StandardKey.Undo)
+        redo = s.undo_stack.createRedoAction(self, "&Redo")
+        redo.setShortcuts([QKeySequence("Ctrl+Shift+Z"), QKeySequence("Ctrl+Y")])
+        for name, action in (("undo", undo), ("redo", redo)):
+            action.setObjectName(name)
+            self.addAction(action)
+            self.actions[name] = action
+        group = QActionGroup(self)
+        for i, (mode, text) in enumerate((("side-by-side", "&Side by Side"), ("wipe", "&Wipe"), ("after", "&After Only"))):
+            group.addAction(a(f"mode_{mode}", text, lambda _=False, m=mode: self.compare.set_mode(m), f"Ctrl+{i + 1}", True))
+        zoom = QActionGroup(self)
+        zoom.addAction(a("zoom_fit", "Zoom to &Fit", lambda: self.compare.set_fit(True), "Ctrl+0", True))
+        zoom.addAction(a("zoom_100", "&100%", lambda: self.compare.set_fit(False), "Ctrl+Alt+0", True))
+        self.actions["zoom_fit"].setChecked(True)
+        a("play", "&Play / Pause", self.playback.toggle, "Space")
+        a("prev_frame", "Previous Frame", lambda: s.step(-1), "Left")
+        a("next_frame", "Next Frame", lambda: s.step(1), "Right")
+        a("back_second", "Back One Second", lambda: s.step_seconds(-1), "Shift+Left")
+        a("forward_second", "Forward One Second", lambda: s.step_seconds(1), "Shift+Right")
+        a("set_in", "Set &In Point", lambda: s.set_in_point(), "I")
+        a("set_out", "Set &Out Point", lambda: s.set_out_point(), "O")
+        a("go_start", "Go to Start", lambda: s.set_frame(0), "Home")
+        a("go_end", "Go to End", lambda: s.set_frame(s.last_frame), "End")
+        a("about", "&About vdiff", self.show_about)
+
+    def _build_layout(self) -> None:
+        toolbar = QWidget()
+        row = QHBoxLayout(toolbar)
+        row.setContentsMargins(0, 0, 0, 0)
+        for name in ("mode_side-by-side", "mode_wipe", "mode_after", None, "zoom_fit", "zoom_100", None, "play"):
+            if name is None:
+                row.addSpacing(16)
+                continue
+            button = QToolButton()
+            button.setDefaultAction(self.actions[name])
+            row.addWidget(button)
+        row.addStretch(1)
+        left = QWidget()
+        column = QVBoxLayout(left)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.addWidget(toolbar)
+        column.addWidget(self.compare, 1)
+        column.addWidget(self.timeline)
+        self.splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.splitter.addWidget(left)
+        self.splitter.addWidget(self.param_panel)
+        self.splitter.setStretchFactor(0, 1)
+        self.splitter.setSizes([900, 380])
+        central = QWidget()
+        layout = QVBoxLayout(central)
+        layout.setContentsMargins(6, 6, 6, 0)
+        layout.addWidget(self.banner)
+        layout.addWidget(self.splitter, 1)
+        layout.addWidget(self.render_bar)
+        self.setCentralWidget(central)
+        self.device_label = QLabel("device: not loaded")
+        self.device_label.setObjectName("deviceLabel")
+        self.clip_label = QLabel("")
+        self.statusBar().addWidget(self.clip_label, 1)
+        self.statusBar().addPermanentWidget(self.device_label)
+
+    def _build_menus(self) -> None:
+        bar, act = self.menuBar(), self.actions
+        file = bar.addMenu("&File")
+        file.addAction(act["open"])
+        self.recent_menu = file.addMenu("Open &Recent")
+        self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
+        file.addSeparator()
+        for name in ("open_project", "save_project", "save_project_as"):
+            file.addAction(act[name])
+        file.addSeparator()
+        file.addAction(act["export"])
+        file.addSeparator()
+        file.addAction(act["quit"])
+        edit = bar.addMenu("&Edit")
+        edit.addAction(act["undo"])
+        edit.addAction(act["redo"])
+        view = bar.addMenu("&View")
+        for names in (("mode_side-by-side", "mode_wipe", "mode_after"), ("zoom_fit", "zoom_100"),
+                      ("play", "prev_frame", "next_frame", "back_second", "forward_second"),
+                      ("set_in", "set_out", "go_start", "go_end")):
+            for name in names:
+                view.addAction(act[name])
+            view.addSeparator()
+        bar.addMenu("&Help").addAction(act["about"])
+
+    def _connect(self) -> None:
+        w, jobs = self.worker, self.jobs
+        w.device_changed.connect(self._on_device_changed)
+        w.loading_changed.connect(lambda text: self.statusBar().showMessage(text) if text else self.statusBar().clearMessage())
+        w.preview_failed.connect(lambda text, kind: self.show_error(f"Preview failed: {text}", kind))
+        jobs.failed.connect(lambda text, kind: self.show_error(f"Render failed: {text}", kind, retry_render=True))
+        jobs.export_done.connect(self._on_export_done)
+        self.render_bar.export_button.clicked.connect(self.open_export_dialog)
+        jobs.state_changed.connect(self._on_job_state_changed)
+        self.documents.error_raised.connect(self.show_error)
+        self.documents.clip_opened.connect(self._on_clip_opened)
+        self.documents.project_saved.connect(lambda _: self._update_title())
+        self.playback.playing_changed.connect(self.preview.set_playing)
+        self.compare.mode_changed.connect(lambda mode: self.actions[f"mode_{mode}"].setChecked(True))
+
+    def _restore(self) -> None:
+        geometry = self.settings.geometry()
+        if geometry is None or not self.restoreGeometry(geometry):
+            self.resize(1360, 860)
+        splitter = self.settings.splitter_state()
+        if splitter is not None:
+            self.splitter.restoreState(splitter)
+        self.compare.set_mode(self.settings.compare_mode())
+
+    # reactions
+    def show_error(self, text: str, kind: str = "error", retry_render: bool = False) -> None:
+        """Every error goes here: a non-modal banner; out of memory offers the lower-memory settings."""
+        if kind == "out_of_memory":
+            def retry() -> None:
+                self.state.edit(low_memory=True)
+                if retry_render:
+                    self.jobs.retry(low_memory=True)
+            self.banner.show_message(f"{text}\nLower-memory settings are slower but need much less memory.",
+                                     "warning", [("Use lower memory and retry", retry)])
+        else:
+            self.banner.show_message(text, "error")
+
+    def _on_device_changed(self, device: str) -> None:
+        self.device = device
+        self.device_label.setText(f"device: {device}")
+
+    def _on_clip_opened(self, info) -> None:
+        self.banner.hide()
+        audio = "audio" if info.has_audio else "no audio"
+        self.clip_label.setText(f"{info.path.name} · {info.width}×{info.height} · {float(info.fps):.3g} fps · "
+                                f"{info.frame_count} frames · {info.duration:.2f} s · {audio}")
+        self._update_title()
+
+    def _on_job_state_changed(self, job_state: str) -> None:
+        if job_state == "idle":
+            self.preview.render_ended()
+
+    def _on_export_done(self, result: dict) -> None:
+        self.export_box = export_done_box(self, result)
+
+    def _update_title(self) -> None:
+        name = self.documents.project_path or self.state.clip_path
+        self.setWindowTitle(f"vdiff {__version__}" + (f" — {Path(name).name}" if name else ""))
+
+    # file commands
+    def open_video_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open video", "", VIDEO_FILTER)
+        if path:
+            self.documents.open_clip(path)
+
+    def open_project_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open project", "", PROJECT_FILTER)
+        if path:
+            self.documents.open_project(path)
+
+    def save_project_dialog(self, ask: bool) -> None:
+        path = self.documents.project_path
+        if ask or path is None:
+            default = self.state.clip_path.with_suffix(".vdiff") if self.state.clip_path else Path("project.vdiff")
+            path, _ = QFileDialog.getSaveFileName(self, "Save project", str(default), PROJECT_FILTER)
+        if path:
+            self.documents.save_project(path)
+
+    def _fill_recent_menu(self) -> None:
+        self.recent_menu.clear()
+        for path in self.settings.recent_files():
+            self.recent_menu.addAction(path, lambda p=path: self.documents.open_path(p))
+        if self.recent_menu.isEmpty():
+            self.recent_menu.addAction("(none)").setEnabled(False)
+        else:
+            self.recent_menu.addSeparator()
+            self.recent_menu.addAction("Clear Recent", self.settings.clear_recent_files)
+
+    def open_export_dialog(self) -> ExportDialog | None:
+        """Open the (non-modal) export dialog; accepting it starts the export."""
+        if self.state.info is None or self.jobs.busy:
+            return None
+        dialog = ExportDialog(self.state.info, self.state.params, self.state.in_point, self.state.out_point, self)
+        dialog.accepted.connect(lambda: self.jobs.submit(dialog.request()))
+        dialog.open()
+        self.export_dialog = dialog
+        return dialog
+
+    def show_about(self) -> None:
+        tasks.start_task(self._show_about())
+
+    async def _show_about(self) -> None:
+        info = await tasks.run_blocking(system_info)  # imports torch: off the GUI thread
+        box = QMessageBox(QMessageBox.Icon.NoIcon, "About vdiff", about_text(info, self.device),
+                          QMessageBox.StandardButton.Close, self)
+        box.setWindowIcon(self.windowIcon())
+        box.setIconPixmap(self.windowIcon().pixmap(64, 64))
+        box.setObjectName("aboutBox")
+        box.open()
+        self.about_box = box
+
+    # drag and drop
+    def dragEnterEvent(self, event) -> None:
+        if any(url.isLocalFile() for url in event.mimeData().urls()):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:
+        files = [url.toLocalFile() for url in event.mimeData().urls() if url.isLocalFile()]
+        if files:
+            event.acceptProposedAction()
+            self.documents.open_path(files[0])
+
+    # closing
+    def closeEvent(self, event) -> None:
+        if self.jobs.busy and not confirm(self, "Stop the render?",
+                                          "A render is running. Stop it and close? Frames rendered so far stay in "
+                                          "the cache; a partly written export is removed.", self.auto_answer):
+            event.ignore()
+            return
+        self.shutdown()
+        event.accept()
+
+    def shutdown(self) -> None:
+        """Save the settings, stop playback, stop and join the worker. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        self.playback.stop()
+        self.settings.set_geometry(self.saveGeometry())
+        self.settings.set_splitter_state(self.splitter.saveState())
+        self.settings.set_compare_mode(self.compare.mode)
+        self.settings.set_params(self.state.params)
+        self.settings.sync()
+        self.worker.stop()
+        self.preview.close()
+        self.documents.close()

@@ -1,0 +1,139 @@
+"""The observable project: the clip, the current frame, the in/out range and the parameters.
+
+Views take the state in their constructor and listen to its signals; they change it only through its
+methods. Parameter edits go through a QUndoStack; consecutive edits of one field with the same merge
+key (one slider drag, one burst of typing) make one undo step until close_merge().
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtGui import QUndoCommand, QUndoStack
+
+from pipeline.request import StyleParams
+from pipeline.video import VideoInfo
+
+_MERGE_IDS: dict[str, int] = {}
+
+
+def _merge_id(key: str) -> int:
+    return _MERGE_IDS.setdefault(key, 1000 + len(_MERGE_IDS))
+
+
+class _ParamsCommand(QUndoCommand):
+    def __init__(self, state: "ProjectState", before: StyleParams, after: StyleParams, merge_key: str | None):
+        changed = [k for k, v in after.to_dict().items() if before.to_dict()[k] != v]
+        super().__init__(f"change {', '.join(changed) or 'parameters'}")
+        self.state, self.before, self.after = state, before, after
+        self.merge_key = merge_key
+        self.open = merge_key is not None
+
+    def id(self) -> int:
+        return _merge_id(self.merge_key) if self.merge_key else -1
+
+    def mergeWith(self, other: QUndoCommand) -> bool:
+        if not self.open or not isinstance(other, _ParamsCommand) or other.merge_key != self.merge_key:
+            return False
+        self.after = other.after
+        return True
+
+    def redo(self) -> None:
+        self.state._apply_params(self.after)
+
+    def undo(self) -> None:
+        self.state._apply_params(self.before)
+
+
+class ProjectState(QObject):
+    clip_changed = Signal(object)  # VideoInfo or None
+    frame_changed = Signal(int)
+    range_changed = Signal(int, int)  # in point, out point (both inclusive)
+    params_changed = Signal(object)  # StyleParams
+
+    def __init__(self, params: StyleParams | None = None, parent: QObject | None = None):
+        super().__init__(parent)
+        self.info: VideoInfo | None = None
+        self.frame = 0
+        self.in_point = 0
+        self.out_point = 0
+        self.params = params or StyleParams()
+        self.undo_stack = QUndoStack(self)
+
+    @property
+    def clip_path(self) -> Path | None:
+        return self.info.path if self.info else None
+
+    @property
+    def last_frame(self) -> int:
+        return self.info.frame_count - 1 if self.info else 0
+
+    def set_clip(self, info: VideoInfo | None) -> None:
+        """A newly opened clip: playhead at 0, the range is the whole clip."""
+        self.info = info
+        self.frame = 0
+        self.in_point, self.out_point = 0, self.last_frame
+        self.clip_changed.emit(info)
+        self.range_changed.emit(self.in_point, self.out_point)
+        self.frame_changed.emit(0)
+
+    def set_frame(self, index: int) -> None:
+        if self.info is None:
+            return
+        index = max(0, min(self.last_frame, int(index)))
+        if index != self.frame:
+            self.frame = index
+            self.frame_changed.emit(index)
+
+    def step(self, frames: int) -> None:
+        self.set_frame(self.frame + frames)
+
+    def step_seconds(self, seconds: float) -> None:
+        if self.info is not None:
+            self.step(round(seconds * float(self.info.fps)))
+
+    def set_range(self, in_point: int, out_point: int) -> None:
+        """Set both points, clamped to the clip; an out before the in moves the in (and vice versa)."""
+        if self.info is None:
+            return
+        in_point = max(0, min(self.last_frame, int(in_point)))
+        out_point = max(in_point, min(self.last_frame, int(out_point)))
+        if (in_point, out_point) != (self.in_point, self.out_point):
+            self.in_point, self.out_point = in_point, out_point
+            self.range_changed.emit(in_point, out_point)
+
+    def set_in_point(self, index: int | None = None) -> None:
+        index = self.frame if index is None else index
+        self.set_range(index, max(index, self.out_point))
+
+    def set_out_point(self, index: int | None = None) -> None:
+        index = self.frame if index is None else index
+        self.set_range(min(index, self.in_point), index)
+
+    # parameters (undoable)
+    def edit_params(self, params: StyleParams, merge_key: str | None = None) -> None:
+        """Change the parameters as one undo step (merged with the previous one for the same open merge key)."""
+        if params == self.params:
+            return
+        self.undo_stack.push(_ParamsCommand(self, self.params, params, merge_key))
+
+    def edit(self, merge_key: str | None = None, **changes) -> None:
+        self.edit_params(self.params.replace(**changes), merge_key)
+
+    def close_merge(self) -> None:
+        """End the current merge (a slider was released, a text field lost focus)."""
+        index = self.undo_stack.index()
+        command = self.undo_stack.command(index - 1) if index > 0 else None
+        if isinstance(command, _ParamsCommand):
+            command.open = False
+
+    def reset_params(self, params: StyleParams) -> None:
+        """Replace the parameters without an undo step (opening a project) and forget the history."""
+        self.undo_stack.clear()
+        self._apply_params(params)
+
+    def _apply_params(self, params: StyleParams) -> None:
+        if params != self.params:
+            self.params = params
+            self.params_changed.emit(params)

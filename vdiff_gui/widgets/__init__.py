@@ -1,0 +1,1 @@
+"""The window's widgets: each takes the ProjectState (or a controller) and shows it."""

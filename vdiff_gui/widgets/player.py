@@ -1,0 +1,147 @@
+"""Playback at the source frame rate, before and after in sync, with the clip's audio.
+
+A QElapsedTimer is the clock; once the audio (QMediaPlayer + QAudioOutput) is really playing, its
+position becomes the master and the clock is re-anchored to it when they drift apart. Each tick shows
+the frame due *now*: a frame that could not be drawn in time is dropped, so the picture never drifts.
+Playback loops over the in/out range. Frames not rendered yet show the original with a marker.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import os
+
+from PySide6.QtCore import QElapsedTimer, QObject, Qt, QTimer, QUrl, Signal
+
+from vdiff_gui.project_state import ProjectState
+
+log = logging.getLogger(__name__)
+
+TICK_MS = 5
+RESYNC_SECONDS = 0.12  # re-anchor the clock to the audio when they differ by more than this
+_audio_unavailable = False  # QtMultimedia failed to load once: do not try again
+
+
+class PlaybackController(QObject):
+    playing_changed = Signal(bool)
+
+    def __init__(self, state: ProjectState, parent: QObject | None = None):
+        super().__init__(parent)
+        self.state = state
+        self.playing = False
+        self.dropped = 0  # frames skipped to keep time (a diagnostic)
+        self._timer = QTimer(self)
+        self._timer.setTimerType(Qt.TimerType.PreciseTimer)
+        self._timer.setInterval(TICK_MS)
+        self._timer.timeout.connect(self._tick)
+        self._clock = QElapsedTimer()
+        self._anchor = 0.0  # clip time (s) at which the clock was (re)started
+        self._times: list[float] = []
+        self._player = None
+        self._audio_output = None
+        self._audio_start_ms = 0
+        self._audio_live = False
+        self._ticking = False
+        state.clip_changed.connect(self._on_clip_changed)
+        state.frame_changed.connect(self._on_frame_changed)
+
+    def toggle(self) -> None:
+        self.stop() if self.playing else self.play()
+
+    def play(self) -> None:
+        info = self.state.info
+        if info is None or self.playing:
+            return
+        if not self._times:
+            self._times = [info.frame_time(i) for i in range(info.frame_count)]
+        if self.state.frame >= self.state.out_point:
+            self.state.set_frame(self.state.in_point)
+        self.playing = True
+        self.dropped = 0
+        self._restart_clock(self._times[self.state.frame])
+        self._start_audio(self._anchor)
+        self._timer.start()
+        self.playing_changed.emit(True)
+
+    def stop(self) -> None:
+        if not self.playing:
+            return
+        self.playing = False
+        self._timer.stop()
+        if self._player is not None:
+            self._player.pause()
+        self.playing_changed.emit(False)
+
+    def _restart_clock(self, clip_time: float) -> None:
+        self._anchor = clip_time
+        self._clock.restart()
+
+    def _now(self) -> float:
+        now = self._anchor + self._clock.elapsed() / 1000.0
+        if self._player is not None and self._player.playbackState() == self._player.PlaybackState.PlayingState:
+            position = self._player.position()
+            self._audio_live = self._audio_live or position != self._audio_start_ms
+            if self._audio_live:  # only once the audio really moves: a silent sink must not freeze the picture
+                audio = position / 1000.0
+                if abs(audio - now) > RESYNC_SECONDS:
+                    self._restart_clock(audio)
+                    now = audio
+        return now
+
+    def _tick(self) -> None:
+        now = self._now()
+        index = bisect.bisect_right(self._times, now) - 1
+        if index > self.state.out_point:  # loop over the in/out range
+            if self.state.frame == self.state.in_point:
+                self._on_frame_changed(self.state.in_point)
+            else:
+                self.state.set_frame(self.state.in_point)  # _on_frame_changed restarts the clock and audio
+            return
+        if index > self.state.frame:
+            self.dropped += index - self.state.frame - 1
+            self._ticking = True
+            try:
+                self.state.set_frame(index)
+            finally:
+                self._ticking = False
+
+    def _on_frame_changed(self, index: int) -> None:
+        if self.playing and not self._ticking:  # the user scrubbed while playing: go on from there
+            self._restart_clock(self._times[index])
+            self._start_audio(self._anchor)
+
+    # audio
+    def _on_clip_changed(self, info) -> None:
+        self.stop()
+        self._times = []
+        if self._player is not None:
+            self._player.setSource(QUrl())
+
+    def _start_audio(self, seconds: float) -> None:
+        info = self.state.info
+        if info is None or not info.has_audio or _audio_unavailable or os.environ.get("VDIFF_NO_AUDIO"):
+            return
+        if self._player is None and not self._make_player():
+            return
+        source = QUrl.fromLocalFile(str(info.path))
+        if self._player.source() != source:
+            self._player.setSource(source)
+        self._audio_start_ms = int(seconds * 1000)
+        self._audio_live = False
+        self._player.setPosition(self._audio_start_ms)
+        self._player.play()
+
+    def _make_player(self) -> bool:
+        try:
+            from PySide6.QtMultimedia import QAudioOutput, QMediaPlayer
+        except ImportError as exc:  # e.g. no PulseAudio library: play the picture without sound
+            global _audio_unavailable
+            log.warning("no audio playback (%s); playing video only", exc)
+            _audio_unavailable = True
+            return False
+        self._player = QMediaPlayer(self)
+        self._audio_output = QAudioOutput(self)
+        self._player.setAudioOutput(self._audio_output)
+        self._player.errorOccurred.connect(lambda error, text: log.warning("audio playback: %s", text))
+        return True
