@@ -177,6 +177,8 @@ class MainWindow(QMainWindow):
     def _connect(self) -> None:
         w, jobs = self.worker, self.jobs
         w.device_changed.connect(self._on_device_changed)
+        w.flicker_changed.connect(self.render_bar.show_flicker)
+        w.render_started.connect(lambda *_: self.render_bar.clear_flicker())
         w.loading_changed.connect(lambda text: self.statusBar().showMessage(text) if text else self.statusBar().clearMessage())
         w.preview_failed.connect(lambda text, kind: self.show_error(f"Preview failed: {text}", kind))
         jobs.failed.connect(lambda text, kind: self.show_error(f"Render failed: {text}", kind, retry_render=True))

@@ -16,6 +16,7 @@ import time
 import traceback
 from collections import deque
 from dataclasses import dataclass
+from pathlib import Path
 
 from PySide6.QtCore import QThread, Signal
 
@@ -25,6 +26,7 @@ from pipeline.errors import CancelledError, OutOfMemoryError, VdiffError
 from pipeline.events import Cancelled, CancelToken, Failed, Finished, FrameReady, Started, Step
 from pipeline.render import cache_description, preview_frame, render_frames
 from pipeline.request import RenderRequest, StyleParams
+from pipeline.temporal import FlickerMeter
 from pipeline.video import VideoInfo, VideoReader
 
 log = logging.getLogger(__name__)
@@ -88,6 +90,7 @@ class RenderWorker(QThread):
     device_changed = Signal(str)
     loading_changed = Signal(str)  # what is loading ("" when done)
     cache_entry_changed = Signal(str, object, int)  # cache folder, the StyleParams and range start it holds frames for
+    flicker_changed = Signal(float, float, int)  # running warp error of the render, of its source (the floor), pairs
 
     def __init__(self, cache: FrameCache | None = None, parent=None):
         super().__init__(parent)
@@ -299,8 +302,10 @@ class RenderWorker(QThread):
         """Turn each pipeline event into a signal."""
         computed: deque[float] = deque(maxlen=FPS_WINDOW)
         last_frame_signal = 0.0
+        meter = FlickerMeter()  # the same measure as `vdiff metrics`, over the frames as they arrive
         for event in events:
             if isinstance(event, FrameReady):
+                self._measure_flicker(meter, request, event)
                 now = time.perf_counter()
                 if not event.from_cache:
                     computed.append(now)
@@ -322,6 +327,17 @@ class RenderWorker(QThread):
                 self.render_cancelled.emit()
             elif isinstance(event, Failed):
                 self.render_failed.emit(event.message, error_kind(event.message))
+
+    def _measure_flicker(self, meter: FlickerMeter, request: RenderRequest, event: FrameReady) -> None:
+        """Feed the flicker meter; the render's stages keep running meanwhile (bounded queues)."""
+        if self._reader is None or self._reader_info.path != Path(request.source):
+            if self._reader is not None:
+                self._reader.close()
+            self._reader = VideoReader(request.source)
+            self._reader_info = self._reader.info
+        score = meter.add(event.index, self._reader.frame(event.index), event.image)
+        if score is not None:
+            self.flicker_changed.emit(score, meter.floor, meter.pairs)
 
     def _serve_cached_preview(self, request: RenderRequest) -> None:
         """While a render runs, answer a pending preview at once when its frame is already cached."""

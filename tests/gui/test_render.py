@@ -121,3 +121,30 @@ def test_worker_previews_latest_wins(qtbot, small_clip):
     finally:
         worker.stop()
     assert not worker.isRunning()
+
+
+def test_flicker_meter_shows_the_same_number_as_vdiff_metrics(window, qtbot, small_clip, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from pipeline.render import render_frames
+    from pipeline.request import OutputSpec
+
+    open_clip(qtbot, window, small_clip)
+    window.state.edit(style="6")
+    window.state.set_range(2, 11)  # the out point is inclusive: frames 2..11
+    with qtbot.waitSignal(window.worker.render_finished, timeout=20000):
+        window.render_bar.render_button.click()
+    qtbot.waitUntil(lambda: window.render_bar.score is not None)
+    assert window.render_bar.flicker.text().startswith("flicker ")
+    # the same frames, exported losslessly from the cache, measured by the CLI
+    frames = tmp_path / "frames"
+    request = RenderRequest(small_clip, window.state.params, 2, 12, OutputSpec(frames, codec="png"))
+    assert list(render_frames(request))[-1].rendered == 0  # all from the cache the GUI filled
+    result = subprocess.run([sys.executable, "-m", "pipeline", "metrics", str(small_clip), str(frames), "--start", "2"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    measured = json.loads(result.stdout)["warp_error"]
+    assert measured["pairs"] == 9
+    assert window.render_bar.score == pytest.approx(measured["output"], rel=1e-9)

@@ -26,6 +26,13 @@ class RenderBar(QWidget):
         self.status = QLabel("ready")
         self.status.setObjectName("renderStatus")
         self.status.setMinimumWidth(260)
+        self.score: float | None = None  # the meter's last warp error
+        self.flicker = QLabel("")
+        self.flicker.setObjectName("flickerMeter")
+        self.flicker.setToolTip(
+            "Flicker of the rendered range: the warp error of Lai et al. 2018, as `vdiff metrics` measures it,\n"
+            "beside the same measure on the source (the floor a stable render can reach). Lower is steadier."
+        )
         self.export_button = QPushButton("Export…")
         self.export_button.setObjectName("exportButton")
         layout = QHBoxLayout(self)
@@ -34,6 +41,7 @@ class RenderBar(QWidget):
             layout.addWidget(widget)
         layout.addWidget(self.progress, 1)
         layout.addWidget(self.status)
+        layout.addWidget(self.flicker)
         layout.addWidget(self.export_button)
         self.render_button.clicked.connect(jobs.render_range)
         self.pause_button.clicked.connect(jobs.toggle_pause)
@@ -43,6 +51,15 @@ class RenderBar(QWidget):
         jobs.progress_changed.connect(self._on_progress)
         state.clip_changed.connect(lambda _: self._on_job_state(jobs.job_state))
         self._on_job_state(IDLE)
+
+    def show_flicker(self, score: float, floor: float, pairs: int) -> None:
+        """The running flicker meter: the render's warp error and the source's, over `pairs` frame pairs."""
+        self.score = score
+        self.flicker.setText(f"flicker {score * 1000:.2f} (source {floor * 1000:.2f}) ×10⁻³")
+
+    def clear_flicker(self) -> None:
+        self.score = None
+        self.flicker.setText("")
 
     def _on_progress(self, done: int, total: int) -> None:
         self.progress.setRange(0, max(1, total))
