@@ -158,3 +158,37 @@ def test_missing_audio_only_and_truncated_files(tmp_path, sample_clip):
 def test_unwritable_output_folder(tmp_path):
     with pytest.raises(OutputError, match="does not exist"):
         VideoWriter(OutputSpec(tmp_path / "nope" / "out.mp4"), (32, 32), Fraction(24), Fraction(1, 24))
+
+
+def test_audio_the_container_cannot_take_is_re_encoded_to_aac(tmp_path):
+    source = tmp_path / "pcm.mkv"
+    with av.open(str(source), "w") as container:
+        video = container.add_stream("ffv1", rate=24)
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        sound = container.add_stream("pcm_s16le", rate=48000)
+        sound.layout = "stereo"
+        for i in range(24):
+            image = np.full((48, 64, 3), i * 10, np.uint8)
+            for packet in video.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                container.mux(packet)
+        for packet in video.encode():
+            container.mux(packet)
+        tone = (np.sin(np.arange(48000) / 10) * 8000).astype(np.int16)
+        frame = av.AudioFrame.from_ndarray(np.stack([tone, tone]).reshape(1, -1), format="s16", layout="stereo")
+        frame.sample_rate, frame.pts = 48000, 0
+        for packet in [*sound.encode(frame), *sound.encode()]:
+            container.mux(packet)
+    info = probe(source)
+    assert info.audio[0].codec == "pcm_s16le"
+    out = tmp_path / "out.mp4"
+    writer = VideoWriter(OutputSpec(out), (64, 48), info.fps, info.time_base, info, (0.0, info.duration))
+    assert not writer.audio_copied  # MP4 does not take PCM: re-encoded
+    with VideoReader(source) as reader:
+        for index, image in reader.iter_frames():
+            writer.write(image, info.pts[index] - info.pts[0])
+    writer.finish()
+    written = probe(out)
+    assert written.audio[0].codec == "aac" and written.audio[0].channels == 2
+    with av.open(str(out)) as container:
+        audio = container.streams.audio[0]
+        assert float(audio.duration * audio.time_base) == pytest.approx(1.0, abs=0.05)

@@ -213,9 +213,10 @@ class _AudioTrack:
         if self.copied:
             self._out_stream = output.add_stream_from_template(self._in_stream)
         else:
-            rate = self._in_stream.codec_context.sample_rate or 48000
-            self._out_stream = output.add_stream("aac", rate=rate)
-            self._out_stream.layout = self._in_stream.codec_context.layout.name if self._in_stream.codec_context.layout else "stereo"
+            source = self._in_stream.codec_context
+            self._out_stream = output.add_stream("aac", rate=source.sample_rate or 48000)
+            self._out_stream.layout = "mono" if source.channels == 1 else "stereo"  # AAC wants a named layout
+            self._out_stream.format = "fltp"  # the AAC encoder's only sample format; PyAV resamples to it
         self._tb = self._in_stream.time_base
         self._offset = int(self.start / self._tb) if self.start > 0 else 0
         self._packets = self._source_packets()
