@@ -221,6 +221,7 @@ class _AudioTrack:
         self._offset = int(self.start / self._tb) if self.start > 0 else 0
         self._packets = self._source_packets()
         self._pending = None
+        self._flushed = False
 
     def _source_packets(self):
         for packet in self._input.demux(self._in_stream):
@@ -240,8 +241,9 @@ class _AudioTrack:
             packet = self._pending or next(self._packets, None)
             self._pending = None
             if packet is None:
-                if not self.copied:
-                    self._encode(None)
+                if not self.copied and not self._flushed:
+                    self._flushed = True
+                    self._encode(None)  # drain the encoder once, when the source audio ends
                 return
             if float(packet.pts * self._tb) - self.start > seconds:
                 self._pending = packet
