@@ -186,10 +186,17 @@ class MainWindow(QMainWindow):
         self.render_bar.export_button.clicked.connect(self.open_export_dialog)
         jobs.state_changed.connect(self._on_job_state_changed)
         self.documents.error_raised.connect(self.show_error)
+        self.param_panel.model.download_failed.connect(lambda text: self.show_error(f"Download failed: {text}"))
+        self.param_panel.model.model_downloaded.connect(self._on_model_downloaded)
         self.documents.clip_opened.connect(self._on_clip_opened)
         self.documents.project_saved.connect(lambda _: self._update_title())
         self.playback.playing_changed.connect(self.preview.set_playing)
         self.compare.mode_changed.connect(lambda mode: self.actions[f"mode_{mode}"].setChecked(True))
+
+    def _on_model_downloaded(self, repo_id: str) -> None:
+        """A model that failed to load (not cached) is there now: load it again for the current frame."""
+        self.worker.forget_failure()
+        self.preview.show_current()
 
     def _restore(self) -> None:
         geometry = self.settings.geometry()
@@ -319,6 +326,7 @@ class MainWindow(QMainWindow):
         self.settings.set_compare_mode(self.compare.mode)
         self.settings.set_params(self.state.params)
         self.settings.sync()
+        self.param_panel.model.cancel_download()
         self.worker.stop()
         self.preview.close()
         self.documents.close()

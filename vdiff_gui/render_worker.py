@@ -131,6 +131,11 @@ class RenderWorker(QThread):
             self._failed = None  # an explicit render retries a model that failed to load
             self._cond.notify_all()
 
+    def forget_failure(self) -> None:
+        """Let the next job load a model that failed for the same settings (e.g. it was just downloaded)."""
+        with self._cond:
+            self._failed = None
+
     def pause(self) -> None:
         """The current (or next) render waits before its next frame until resume() or cancel()."""
         with self._cond:
