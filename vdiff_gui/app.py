@@ -1,4 +1,4 @@
-"""run_app: the QApplication, the qasync event loop, argv, the first launch and `--self-test`."""
+"""run_app: the QApplication, the qasync event loop, argv and the first launch (`--self-test`: vdiff_gui.self_test)."""
 
 from __future__ import annotations
 
@@ -42,31 +42,20 @@ def make_application() -> tuple[QApplication, qasync.QEventLoop]:
 
 
 def run_app(argv: list[str]) -> int:
-    """`vdiff`, `vdiff gui [VIDEO]` and `vdiff --self-test` (opens the sample clip, waits for a preview)."""
+    """`vdiff` and `vdiff gui [VIDEO|PROJECT.vdiff]`: the window, until it closes."""
     args = [a for a in argv if a != "gui"]
-    self_test = "--self-test" in args
-    args = [a for a in args if a != "--self-test"]
     if any(a.startswith("-") for a in args) or len(args) > 1:
         print(USAGE, file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if self_test and sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     app, loop = make_application()
 
     from vdiff_gui.main_window import MainWindow  # after the QApplication exists
-    from vdiff_gui.startup import self_test as run_self_test
     from vdiff_gui.startup import startup
 
     window = MainWindow()
     window.show()
-    exit_code = [0]
     start_task(startup(window, args[0] if args else None))
-    if self_test:
-        async def check() -> None:
-            exit_code[0] = await run_self_test(window)
-            window.close()
-        start_task(check())
     with loop:
         loop.run_forever()
-    return exit_code[0]
+    return 0

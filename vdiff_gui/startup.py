@@ -1,13 +1,11 @@
-"""What the window opens at launch, the first-launch sample clip, and `vdiff --self-test`."""
+"""What the window opens at launch, and the first-launch sample clip."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 from pathlib import Path
 
-from pipeline import __version__
 from pipeline.config import cache_dir
 from pipeline.request import StyleParams
 from pipeline.sample import make_sample_clip
@@ -54,27 +52,3 @@ async def startup(window, video: str | None) -> None:
     task = window.documents.open_path(target)
     if task is not None:
         await task
-
-
-async def self_test(window, timeout: float = 60.0) -> int:
-    """Wait for the first stylized preview; print one line; 0 when it came, 1 otherwise."""
-    loop = asyncio.get_running_loop()
-    result: asyncio.Future = loop.create_future()
-
-    def ready(index, image, from_cache, params):
-        if not result.done():
-            result.set_result((index, image.shape))
-
-    def failed(message, kind):
-        if not result.done():
-            result.set_exception(RuntimeError(message))
-
-    window.worker.preview_ready.connect(ready)
-    window.worker.preview_failed.connect(failed)
-    try:
-        index, shape = await asyncio.wait_for(result, timeout)
-    except (asyncio.TimeoutError, RuntimeError) as exc:
-        print(f"vdiff {__version__} self-test FAILED: {exc or 'no preview within %d s' % timeout}")
-        return 1
-    print(f"vdiff {__version__} self-test ok: stylized frame {index} ({shape[1]}x{shape[0]}) on {window.device or 'cpu'}")
-    return 0

@@ -1,8 +1,5 @@
 """The app as a user meets it: first launch, the contract object names, errors, models, drag and drop."""
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -42,15 +39,6 @@ def test_contract_object_names(window):
         assert isinstance(window.findChild(QPushButton, name), QPushButton), name
     menus = [a.text().replace("&", "") for a in window.menuBar().actions()]
     assert menus == ["File", "Edit", "View", "Help"]
-
-
-def test_self_test_command(tmp_path):
-    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "XDG_CACHE_HOME": str(tmp_path / "cache"),
-           "VDIFF_CONFIG_DIR": str(tmp_path / "config")}
-    done = subprocess.run([sys.executable, "-c", "import sys; from vdiff_gui.launch import main; sys.exit(main(['--self-test']))"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "self-test ok: stylized frame 0 (480x270)" in done.stdout
 
 
 def test_a_file_that_is_not_a_video_shows_a_message_and_the_app_goes_on(window, qtbot, tmp_path, small_clip):
