@@ -19,6 +19,8 @@ from pipeline.request import StyleParams
 
 log = logging.getLogger(__name__)
 
+VERSION = 1  # the preset format this vdiff writes and reads
+
 RESOURCES = Path(__file__).resolve().parent.parent / "resources"
 BUILTIN_DIR = RESOURCES / "presets"
 
@@ -45,10 +47,20 @@ class PresetStore:
         found: dict[str, Preset] = {}
         for folder, builtin in ((self.builtin_dir, True), (self.user_dir, False)):
             for path in sorted(folder.glob("*.json")) if folder.is_dir() else ():
-                preset = _read(path, builtin)
+                preset, _ = _read(path, builtin)
                 if preset is not None:
                     found[preset.name] = preset
         return sorted(found.values(), key=lambda p: (not p.builtin, p.name.lower()))
+
+    def problems(self) -> list[str]:
+        """One sentence for each preset file that cannot be used (it is left as it is)."""
+        found = []
+        for folder, builtin in ((self.builtin_dir, True), (self.user_dir, False)):
+            for path in sorted(folder.glob("*.json")) if folder.is_dir() else ():
+                problem = _read(path, builtin)[1]
+                if problem is not None:
+                    found.append(problem)
+        return found
 
     def find(self, name: str) -> Preset | None:
         return next((p for p in self.presets() if p.name == name), None)
@@ -66,9 +78,13 @@ class PresetStore:
             raise BadInputError("give the preset a name")
         data = {k: v for k, v in params.to_dict().items() if k != "device"}
         path = self.user_dir / f"{_slug(name)}.json"
+        if path.exists():
+            existing, problem = _read(path, False)
+            if existing is None or existing.name != name:  # never overwrite a file we cannot read, or another preset
+                raise BadInputError(f"{path} already exists and is not the preset '{name}'; choose another name")
         self.user_dir.mkdir(parents=True, exist_ok=True)
         temp = path.with_suffix(".tmp")
-        temp.write_text(json.dumps({"version": 1, "name": name, "params": data}, indent=2), encoding="utf-8")
+        temp.write_text(json.dumps({"version": VERSION, "name": name, "params": data}, indent=2), encoding="utf-8")
         os.replace(temp, path)
         return Preset(name, data, False, path)
 
@@ -81,16 +97,23 @@ class PresetStore:
         preset.path.unlink(missing_ok=True)
 
 
-def _read(path: Path, builtin: bool) -> Preset | None:
+def _read(path: Path, builtin: bool) -> tuple[Preset | None, str | None]:
+    """The preset in `path`, or None and one sentence saying why it cannot be used."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         if not isinstance(data, dict) or not isinstance(data.get("params"), dict):
-            raise ValueError("no params object")
+            raise ValueError("it has no params object")
+        version = data.get("version")
+        if not isinstance(version, int):
+            raise ValueError("it has no version field")
+        if version > VERSION:
+            raise ValueError(f"it was made by a newer vdiff (preset version {version}; this one reads {VERSION})")
         params = StyleParams.from_dict(data["params"])
         if params.engine != "diffusion" or params.model:
             params.validate()
         name = str(data.get("name") or path.stem)
     except (OSError, ValueError, VdiffError) as exc:
-        log.warning("ignoring preset %s: %s", path, exc)
-        return None
-    return Preset(name, data["params"], builtin, path)
+        reason = "it is not valid JSON" if isinstance(exc, json.JSONDecodeError) else str(exc)
+        log.warning("ignoring preset %s: %s", path, reason)
+        return None, f"the preset file {path.name} was skipped: {reason}"
+    return Preset(name, data["params"], builtin, path), None

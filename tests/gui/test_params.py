@@ -1,5 +1,7 @@
 """The parameter panel: undo/redo, one slider drag is one undo step, presets, reset, engine rows."""
 
+import json
+
 import pytest
 from PySide6.QtCore import Qt
 
@@ -80,3 +82,27 @@ def test_presets_load_save_delete(window):
     assert state.params == StyleParams(device="cpu")
     bar.delete_button.click()
     assert bar.combo.findData("My soft cartoon") < 0
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize("content, message", [
+    ("{ not json", "not valid JSON"),
+    (json.dumps({"version": 7, "name": "Future", "params": {"engine": "classical"}}), "newer vdiff"),
+    (json.dumps({"name": "Old", "params": {"engine": "classical"}}), "no version field"),
+    (json.dumps({"version": 1, "name": "Bad", "params": {"engine": "warp-drive"}}), "unknown engine"),
+])
+def test_a_bad_preset_file_gets_a_message_and_is_never_overwritten(make_window, content, message):
+    from pipeline.config import config_dir
+
+    folder = config_dir() / "presets"
+    folder.mkdir(parents=True)
+    bad = folder / "my-look.json"
+    bad.write_text(content)
+    window = make_window()
+    assert window.banner.isVisible() and message in window.banner.label.text()
+    assert "my-look.json" in window.banner.label.text()
+    bar = window.param_panel.preset_bar
+    bar.save_preset("My look")  # the same file name: refused, the unreadable file stays as it was
+    assert "already exists" in window.banner.label.text()
+    assert bad.read_text() == content
+    assert bar.combo.findData("My look") < 0

@@ -77,6 +77,7 @@ def test_project_save_and_open_resumes_the_render(make_window, qtbot, small_clip
     qtbot.waitUntil(lambda: not reopened.jobs.busy, timeout=10000)
 
 
+@pytest.mark.reliability
 @pytest.mark.parametrize("content, message", [
     ("{ not json", "not valid JSON"),
     (json.dumps({"version": 99, "source": "x.mp4", "params": {}}), "newer vdiff"),

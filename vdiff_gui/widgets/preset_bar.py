@@ -41,6 +41,9 @@ class PresetBar(QWidget):
         self.combo.setCurrentIndex(max(0, self.combo.findData(select)) if select is not None else 0)
         self.combo.blockSignals(False)
         self._update_buttons()
+        problems = self.store.problems()
+        if problems:
+            self._report_error("; ".join(problems))
 
     def _update_buttons(self) -> None:
         preset = self.store.find(self.combo.currentData() or "")
