@@ -69,6 +69,7 @@ class Failed:
     message: str
     exit_code: int = 1
     done: int = 0
+    kind: str = "error"  # "out_of_memory" when a lower-memory setting may help
 
 
 Event = Started | Step | FrameReady | Finished | Cancelled | Failed

@@ -10,12 +10,15 @@ early (or Ctrl+C) cancels the threads and leaves the cache intact for a resume.
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import queue
 import threading
 import time
 import traceback
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -23,10 +26,11 @@ import numpy as np
 
 from pipeline.cache import CacheEntry, FrameCache, render_key
 from pipeline.engines import Engine, FrameContext, create_engine
-from pipeline.errors import BadInputError, CancelledError, OutputError, VdiffError
+from pipeline.engines.base import resize_to
+from pipeline.errors import BadInputError, CancelledError, OutOfMemoryError, VdiffError
 from pipeline.events import Cancelled, CancelToken, Event, Failed, Finished, FrameReady, Started, Step
 from pipeline.request import RenderRequest
-from pipeline.temporal.stabilizer import Stabilizer, is_stateful
+from pipeline.temporal.stabilizer import Stabilizer, is_stateful, motion
 from pipeline.video import VideoInfo, VideoReader, VideoWriter, probe, verify_output
 from pipeline.video.probe import check_renderable
 from pipeline.video.writer import check_output_path, even_size
@@ -67,6 +71,17 @@ def cache_description(engine: Engine, start: int = 0) -> dict:
     return description
 
 
+def open_cache_entry(cache: FrameCache, info: VideoInfo, engine: Engine, start: int = 0) -> CacheEntry:
+    """The cache entry a render of `info` from `start` with `engine` fills (previews read the same one)."""
+    entry = cache.entry(render_key(info, cache_description(engine, start)))
+    entry.write_meta({
+        "source": str(info.path),
+        "params": json.dumps(engine.params.relevant(), sort_keys=True),
+        "frames": info.frame_count,
+    })
+    return entry
+
+
 def render_frames(
     request: RenderRequest,
     cancel: CancelToken | None = None,
@@ -97,8 +112,7 @@ def render_frames(
         entry = None
         if request.use_cache:
             cache = cache or FrameCache()
-            entry = cache.entry(render_key(info, cache_description(engine, start)))
-            entry.write_meta({"source": str(info.path), "params": request.describe(), "frames": info.frame_count})
+            entry = open_cache_entry(cache, info, engine, start)
             cache.evict(keep={entry.key})
         plan = _Plan(info, start, end, engine, entry, out_size)
         if is_stateful(request.params):
@@ -151,7 +165,8 @@ def render_frames(
     except CancelledError:
         yield Cancelled(done=done, total=_total(request))
     except VdiffError as exc:
-        yield Failed(str(exc), exit_code=exc.exit_code, done=done)
+        kind = "out_of_memory" if isinstance(exc, OutOfMemoryError) else "error"
+        yield Failed(str(exc), exit_code=exc.exit_code, done=done, kind=kind)
     except OSError as exc:  # the frame cache could not be written
         if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
             message = "the disk is full while writing the frame cache; free some space and run again (it resumes)"
@@ -184,12 +199,23 @@ def _merge_range(ranges: list, start: int, end: int) -> list:
 
 
 def _run_stages(plan: _Plan, cancel: CancelToken, writer: VideoWriter | None) -> Iterator[Event]:
-    """Run decode -> engine -> cache/encode in three threads and yield their events in order."""
-    frames_q: queue.Queue = queue.Queue(QUEUE_FRAMES)
+    """Run decode -> engine (N workers) -> consistency -> cache/encode and yield their events in order.
+
+    The engine's work on a frame is computed ahead, by `frame_workers` threads and in batches of
+    `batch_frames`, whenever its output does not depend on earlier outputs (see _computes_ahead);
+    the consistency state (pipeline.temporal) then follows in order, in one thread. Otherwise the
+    engine runs in that one thread, in order. Either way the frames come out in order and equal.
+    """
+    ahead = _computes_ahead(plan)
+    flows = plan.stabilizer is not None and plan.engine.params.temporal_flow
+    workers = _frame_workers(plan.engine) if ahead else 1
+    batch = max(1, int(getattr(plan.engine, "batch_frames", 1))) if ahead else 1
+    units_q: queue.Queue = queue.Queue(max(1, QUEUE_FRAMES // batch))  # futures of frame batches, in order
     results_q: queue.Queue = queue.Queue(QUEUE_FRAMES)
     events_q: queue.Queue = queue.Queue()
     stop = threading.Event()  # set by any stage that fails, or by the consumer leaving
     failure: list[BaseException] = []
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="vdiff-engine")
 
     def guarded(stage, *args):
         try:
@@ -217,38 +243,79 @@ def _run_stages(plan: _Plan, cancel: CancelToken, writer: VideoWriter | None) ->
                 continue
         return _DONE
 
-    def decode() -> None:
-        for item in _frames_with_neighbors(plan):
-            if cancel.cancelled or not put(frames_q, item):
-                break
-        put(frames_q, _DONE)
+    def context(index: int, neighbors: list, center: int) -> FrameContext:
+        return FrameContext(
+            index=index,
+            cancel=cancel,
+            on_step=lambda step, steps: events_q.put(Step(index, step, steps)),
+            neighbors=neighbors,
+            center=center,
+        )
 
-    def infer() -> None:
-        while True:
-            item = get(frames_q)
-            if item is _DONE or cancel.cancelled:
-                break
-            index, frame, neighbors, center = item
+    def compute(unit: list) -> list:
+        """In a worker: each frame of the unit from the cache or, when ahead, through the engine; and the
+        optical flow from the previous source frame, which depends on the sources only."""
+        results, todo = [], []
+        for index, frame, neighbors, center, previous in unit:
+            if stop.is_set() or cancel.cancelled:
+                raise CancelledError()
             image = plan.entry.load(index) if plan.entry is not None and frame is None else None
-            from_cache = image is not None
-            if from_cache and plan.stabilizer is not None:
-                plan.stabilizer.remember(index, image)
-            if image is None:
-                if frame is None:  # listed in the cache but unreadable: decode it now
-                    frame, neighbors, center = _decode_one(plan, index)
-                ctx = FrameContext(
-                    index=index,
-                    cancel=cancel,
-                    on_step=lambda step, steps, i=index: events_q.put(Step(i, step, steps)),
-                    neighbors=neighbors,
-                    center=center,
-                )
-                if plan.stabilizer is not None:
-                    image = plan.stabilizer.process(plan.engine, frame, ctx)
-                else:
-                    image = plan.engine.process(frame, ctx)
-            if not put(results_q, (index, image, from_cache)):
+            if image is None and frame is None:  # listed in the cache but unreadable: decode it now
+                frame, neighbors, center = _decode_one(plan, index)
+            flow = None
+            if image is None and previous is not None and flows:
+                size = plan.engine.output_size(frame.shape[1], frame.shape[0])
+                flow = motion(resize_to(previous, size), resize_to(frame, size), plan.engine.params.flow_blend)
+            result = [index, frame, context(index, neighbors, center), image, image is not None, flow]
+            results.append(result)
+            if ahead and image is None:
+                todo.append(result)
+        if len(todo) > 1:
+            images = plan.engine.process_batch([r[1] for r in todo], [r[2] for r in todo])
+        else:
+            images = [plan.engine.process(r[1], r[2]) for r in todo]
+        for result, image in zip(todo, images):
+            result[3] = image
+        return results
+
+    def decode() -> None:
+        unit: list = []
+        last = (-1, None)  # the latest decoded frame, for the flow to the next one
+        for index, frame, neighbors, center in _frames_with_neighbors(plan):
+            if cancel.cancelled:
                 break
+            previous = last[1] if last[0] == index - 1 and index > plan.start else None
+            if frame is not None:
+                last = (index, frame)
+            unit.append((index, frame, neighbors, center, previous))
+            if len(unit) == batch:
+                if not put(units_q, pool.submit(compute, unit)):
+                    break
+                unit = []
+        else:
+            if unit:
+                put(units_q, pool.submit(compute, unit))
+        put(units_q, _DONE)
+
+    def follow() -> None:
+        """In order: the consistency state, and the engine itself when it needs that state."""
+        while True:
+            future = get(units_q)
+            if future is _DONE:
+                break
+            for index, frame, ctx, image, from_cache, flow in future.result():
+                if cancel.cancelled:
+                    raise CancelledError()
+                if from_cache:
+                    if plan.stabilizer is not None:
+                        plan.stabilizer.remember(index, image)
+                elif plan.stabilizer is not None:
+                    engine = _Computed(plan.engine, image) if ahead else plan.engine
+                    image = plan.stabilizer.process(engine, frame, ctx, flow)
+                elif not ahead:
+                    image = plan.engine.process(frame, ctx)
+                if not put(results_q, (index, image, from_cache)):
+                    return
         put(results_q, _DONE)
 
     def store() -> None:
@@ -268,29 +335,68 @@ def _run_stages(plan: _Plan, cancel: CancelToken, writer: VideoWriter | None) ->
 
     threads = [
         threading.Thread(target=guarded, args=(stage,), name=f"vdiff-{stage.__name__}", daemon=True)
-        for stage in (decode, infer, store)
+        for stage in (decode, follow, store)
     ]
-    for thread in threads:
-        thread.start()
     finished = 0
-    try:
-        while finished < len(threads):
-            try:
-                event = events_q.get(timeout=0.1)
-            except queue.Empty:
-                continue
-            if event is _DONE:
-                finished += 1
-                continue
-            yield event
-    finally:
-        if finished < len(threads):  # the consumer left early, or Ctrl+C: wind the stages down
-            cancel.cancel()
-            stop.set()
+    with _parallel(plan.engine, workers):
         for thread in threads:
-            thread.join()
+            thread.start()
+        try:
+            while finished < len(threads):
+                try:
+                    event = events_q.get(timeout=0.1)
+                except queue.Empty:
+                    continue
+                if event is _DONE:
+                    finished += 1
+                    continue
+                yield event
+        finally:
+            if finished < len(threads):  # the consumer left early, or Ctrl+C: wind the stages down
+                cancel.cancel()
+                stop.set()
+            for thread in threads:
+                thread.join()
+            pool.shutdown(wait=True, cancel_futures=True)
     if failure:
         raise failure[0]
+
+
+def _computes_ahead(plan: _Plan) -> bool:
+    """Whether the engine's output for a frame can be computed before the frames before it are finished:
+    always, except for diffusion starting from the propagated previous frame or attending to earlier ones
+    (fast-style and classical blend the propagated frame into their own output afterwards)."""
+    if plan.stabilizer is None:
+        return True
+    params = plan.engine.params
+    return not (plan.engine.name == "diffusion" and (params.temporal_flow or params.cross_frame_attention))
+
+
+def _frame_workers(engine: Engine) -> int:
+    """How many threads may run the engine on different frames at once (engines that offer it say so)."""
+    return max(1, int(getattr(engine, "frame_workers", 1)))
+
+
+def _parallel(engine: Engine, workers: int):
+    """The engine's own set-up for `workers` concurrent frames (e.g. one single-thread session each)."""
+    if workers > 1 and hasattr(engine, "parallel"):
+        return engine.parallel(workers)
+    return nullcontext()
+
+
+class _Computed:
+    """Stands in for the engine in the stabilizer when the engine's output was computed ahead."""
+
+    def __init__(self, engine: Engine, output: np.ndarray):
+        self._engine = engine
+        self._output = output
+        self.name = engine.name
+
+    def output_size(self, width: int, height: int) -> tuple[int, int]:
+        return self._engine.output_size(width, height)
+
+    def process(self, frame: np.ndarray, ctx: FrameContext) -> np.ndarray:
+        return self._output
 
 
 def _frames_with_neighbors(plan: _Plan) -> Iterator[tuple]:
@@ -343,6 +449,8 @@ def preview_frame(
 
     A rendered preview is per-frame (no temporal consistency); it is stored only when the engine's
     frames do not depend on the frames before them, so it never stands in for a consistent render's.
+    An engine with a faster, lower-quality preview path (`engine.preview`, e.g. diffusion's tiny
+    autoencoder) uses it here, and such a frame is never stored: the export renders its own.
     Returns (image, from_cache). The engine must be prepared; the caller's thread owns it.
     """
     check_renderable(reader.info)
@@ -354,8 +462,10 @@ def preview_frame(
     lo, hi = max(0, index - radius), min(reader.info.frame_count, index + radius + 1)
     frames = [reader.frame(i) for i in range(lo, hi)]
     ctx = FrameContext(index=index, cancel=cancel or CancelToken(), on_step=on_step, neighbors=frames, center=index - lo)
-    image = engine.process(frames[index - lo], ctx)
-    if entry is not None and not is_stateful(engine.params):
+    preview = getattr(engine, "preview", None)
+    image = (preview or engine.process)(frames[index - lo], ctx)
+    exact = preview is None or getattr(engine, "previews_exact", True)  # known once the preview ran
+    if entry is not None and exact and not is_stateful(engine.params):
         entry.store(index, image)
     return image, False
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -147,8 +146,6 @@ class RenderRequest:
     output: OutputSpec | None = None
     use_cache: bool = True
 
-    def describe(self) -> str:
-        return json.dumps(self.params.relevant(), sort_keys=True)
 
 
 def parse_position(text: str, fps: float, frame_count: int) -> int:

@@ -227,5 +227,7 @@ def test_diffusion_render_with_every_mechanism(tiny_sd, pan_clip):
     naive = _frames(base.replace(temporal_flow=False, color_anchor=False, shared_noise=False,
                                  cross_frame_attention=False), pan_clip, end=4)
     assert [f.shape for f in consistent] == [(32, 64, 3)] * 4
-    assert np.array_equal(consistent[0], naive[0])  # frame 0: no history, and seed + 0 is the shared seed
+    # frame 0: no history, and seed + 0 is the shared seed; the per-frame render runs its frames in parallel on
+    # one torch thread each, whose float sums may round the last bit differently from the two-thread run
+    assert np.abs(consistent[0].astype(int) - naive[0]).max() <= 1
     assert all(not np.array_equal(a, b) for a, b in zip(consistent[1:], naive[1:]))

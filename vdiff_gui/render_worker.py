@@ -9,7 +9,6 @@ Frames leave this thread as numpy arrays; QImages are made on the GUI thread.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import threading
 import time
@@ -20,11 +19,11 @@ from pathlib import Path
 
 from PySide6.QtCore import QThread, Signal
 
-from pipeline.cache import CacheEntry, FrameCache, render_key
+from pipeline.cache import CacheEntry, FrameCache
 from pipeline.engines import Engine, create_engine
 from pipeline.errors import CancelledError, OutOfMemoryError, VdiffError
 from pipeline.events import Cancelled, CancelToken, Failed, Finished, FrameReady, Started, Step
-from pipeline.render import cache_description, preview_frame, render_frames
+from pipeline.render import open_cache_entry, preview_frame, render_frames
 from pipeline.request import RenderRequest, StyleParams
 from pipeline.temporal import FlickerMeter
 from pipeline.video import VideoInfo, VideoReader
@@ -43,12 +42,9 @@ class PreviewRequest:
     start: int = 0  # where a render of this range starts: temporally consistent frames depend on it
 
 
-def error_kind(exc_or_message: BaseException | str) -> str:
+def error_kind(exc: BaseException) -> str:
     """'out_of_memory' for an out-of-memory failure (the GUI then offers low-memory settings), else 'error'."""
-    if isinstance(exc_or_message, OutOfMemoryError):
-        return "out_of_memory"
-    # Failed events carry only a message; the diffusion engine's OOM sentence says "ran out of memory"
-    return "out_of_memory" if "out of memory" in str(exc_or_message).lower() else "error"
+    return "out_of_memory" if isinstance(exc, OutOfMemoryError) else "error"
 
 
 class _WorkerEngine:
@@ -70,6 +66,11 @@ class _WorkerEngine:
         self._wait_while_paused(ctx.cancel)
         ctx.check_cancelled()
         return self._engine.process(frame, ctx)
+
+    def process_batch(self, frames, contexts):
+        self._wait_while_paused(contexts[0].cancel)
+        contexts[0].check_cancelled()
+        return self._engine.process_batch(frames, contexts)
 
     def close(self) -> None:
         """The worker closes the real engine when the parameters change or it stops."""
@@ -248,12 +249,7 @@ class RenderWorker(QThread):
         (and preview_frame stores into it when frames do not depend on the frames before them)."""
         wanted = (info.path, info.frame_count, self._engine_params, start)
         if self._entry is None or self._entry_for != wanted:
-            self._entry = self._cache.entry(render_key(info, cache_description(engine, start)))
-            self._entry.write_meta({
-                "source": str(info.path),
-                "params": json.dumps(engine.params.relevant(), sort_keys=True),
-                "frames": info.frame_count,
-            })
+            self._entry = open_cache_entry(self._cache, info, engine, start)
             self._entry_for = wanted
             self.cache_entry_changed.emit(str(self._entry.folder), self._engine_params, start)
         return self._entry
@@ -331,7 +327,7 @@ class RenderWorker(QThread):
             elif isinstance(event, Cancelled):
                 self.render_cancelled.emit()
             elif isinstance(event, Failed):
-                self.render_failed.emit(event.message, error_kind(event.message))
+                self.render_failed.emit(event.message, event.kind)
 
     def _measure_flicker(self, meter: FlickerMeter, request: RenderRequest, event: FrameReady) -> None:
         """Feed the flicker meter; the render's stages keep running meanwhile (bounded queues)."""

@@ -3,18 +3,25 @@ for every frame so that a still scene stays still, and optionally cross-frame at
 
 from __future__ import annotations
 
+import copy
 import gc
 import inspect
-from contextlib import nullcontext
+import logging
+import os
+import queue
+import time
+from contextlib import contextmanager, nullcontext
 
 import numpy as np
 import torch
-from PIL import Image
 
 from pipeline.engines.base import Engine, FrameContext, fit_size, resize_to
 from pipeline.engines.diffusion_models import (
     check_scheduler,
+    compile_unet,
+    dtype_label,
     load_img2img_pipeline,
+    load_tiny_autoencoder,
     resolve_device,
     tile_big_frames,
     use_low_memory,
@@ -24,20 +31,39 @@ from pipeline.errors import BadInputError, CancelledError, OutOfMemoryError
 from pipeline.events import CancelToken
 from pipeline.temporal.cross_frame import CrossFrameAttention
 
+log = logging.getLogger(__name__)
+
 DEFAULT_MAX_SIDE = 512  # what SD 1.x was trained on; larger sources are scaled down unless max_side says otherwise
 SIZE_MULTIPLE = 8  # the VAE downsamples by 8
+CUDA_BATCH_FRAMES = 4  # frames per UNet call on a GPU when they do not depend on each other
+COMPILE_ENV = "VDIFF_TORCH_COMPILE"  # "1": torch.compile the UNet (off by default: minutes of warm-up)
+
+
+def compile_requested() -> bool:
+    """The torch.compile setting: the VDIFF_TORCH_COMPILE environment variable, off unless "1"/"true"/"on"."""
+    return os.environ.get(COMPILE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 class DiffusionEngine(Engine):
     """img2img on each frame with a diffusers pipeline (see diffusion_models for what `model` may be).
 
     `strength` is how far each frame is re-noised (0 keeps the frame, 1 ignores it); only
-    int(steps * strength) denoising steps run. guidance <= 1 turns classifier-free guidance off.
+    int(steps * strength) denoising steps run, so 1-step and few-step models (SD-Turbo, LCM) need
+    strength x steps >= 1, which is checked here. guidance <= 1 turns classifier-free guidance off.
+
+    Speed: the prompt is encoded once per engine. Frames that do not depend on each other (no flow
+    propagation or cross-frame attention) go through the UNet `batch_frames` at a time on a GPU, or
+    in `frame_workers` threads (pipeline copies sharing the weights, one torch thread each) on the
+    CPU. On CUDA the models run in bf16 (fp16 where bf16 is not native) and channels-last with
+    PyTorch's SDPA attention; a frame goes up through pinned memory and comes back once, as uint8.
+    `compile` (default: the VDIFF_TORCH_COMPILE setting) torch.compiles the UNet; the first frames
+    then pay its warm-up, reported in `compile_seconds`. `preview()` decodes with a tiny
+    autoencoder (AutoencoderTiny) when one is available locally, for scrubbing; renders never do.
     """
 
     name = "diffusion"
 
-    def __init__(self, params):
+    def __init__(self, params, compile: bool | None = None):
         super().__init__(params)
         check_scheduler(params.scheduler)
         if int(params.steps * params.strength) < 1:
@@ -51,6 +77,12 @@ class DiffusionEngine(Engine):
         self._torch_device = "cpu"  # the torch device behind self.device's label
         self._low_memory = params.low_memory
         self._cross_frame: CrossFrameAttention | None = None
+        self._dtype = torch.float32
+        self._compile = compile_requested() if compile is None else compile
+        self.compile_seconds: float | None = None  # warm-up of the compiled UNet, once measured
+        self._pool: queue.SimpleQueue = queue.SimpleQueue()  # pipelines free for a process() call
+        self._tiny_vae = None  # None: not looked for yet; False: none available
+        self.previews_exact = True  # False once previews decode with the tiny autoencoder
 
     def output_size(self, width: int, height: int) -> tuple[int, int]:
         return fit_size(width, height, self.params.max_side or DEFAULT_MAX_SIDE, multiple=SIZE_MULTIPLE)
@@ -61,18 +93,63 @@ class DiffusionEngine(Engine):
         p = self.params
         device, dtype = resolve_device(p.device)
         self._pipe = load_img2img_pipeline(p.model, device, dtype, p.allow_pickle, p.scheduler, p.low_memory)
-        self._torch_device = device
+        self._torch_device, self._dtype = device, dtype
         self._low_memory = uses_low_memory(self._pipe)
+        if self._compile:
+            compile_unet(self._pipe)
         self._update_device_label()
         self._prompt_kwargs = self._encode_prompt()
         self._cross_frame = CrossFrameAttention(self._pipe) if p.cross_frame_attention else None
+        self._pool = queue.SimpleQueue()
+        self._pool.put(self._pipe)
 
     def _update_device_label(self) -> None:
-        """e.g. 'cuda (fp16)', 'cuda (fp16, low memory)', 'cpu'."""
-        notes = ["fp16"] if self._torch_device == "cuda" else []
+        """e.g. 'cuda (bf16)', 'cuda (fp16, low memory, compiled)', 'cpu'."""
+        notes = [dtype_label(self._dtype)] if self._torch_device == "cuda" else []
         if self._low_memory:
             notes.append("low memory")
+        if self._compile:
+            notes.append("compiled")
         self.device = f"{self._torch_device} ({', '.join(notes)})" if notes else self._torch_device
+
+    @property
+    def frame_workers(self) -> int:
+        """Threads a render may run process() in at once for frames that do not depend on each other:
+        one per core on the CPU (small convolutions scale better across frames than across threads,
+        and a loaded machine does not stall them at thread-pool barriers); one on a GPU (it batches)."""
+        if self._torch_device != "cpu" or self._low_memory:
+            return 1
+        try:
+            return max(1, len(os.sched_getaffinity(0)))
+        except AttributeError:
+            return max(1, os.cpu_count() or 1)
+
+    @property
+    def batch_frames(self) -> int:
+        """Frames per UNet call for frames that do not depend on each other."""
+        return CUDA_BATCH_FRAMES if self._torch_device == "cuda" and not self._low_memory else 1
+
+    @contextmanager
+    def parallel(self, workers: int):
+        """Within the block up to `workers` threads may call process() at once, each with its own
+        pipeline copy (same weights, own scheduler) and one torch thread."""
+        if self._pipe is None:
+            self.prepare()
+        if workers <= 1 or self._cross_frame is not None:
+            yield
+            return
+        threads = torch.get_num_threads()
+        main = self._pool.get()
+        for _ in range(workers):
+            self._pool.put(_pipeline_copy(main))
+        torch.set_num_threads(1)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(threads)
+            for _ in range(workers):
+                self._pool.get()
+            self._pool.put(main)
 
     def _encode_prompt(self) -> dict:
         """Encode the prompt once for the whole clip; returns the keyword arguments for each pipeline call."""
@@ -98,31 +175,67 @@ class DiffusionEngine(Engine):
         return {name: value for name, value in zip(names, encoded) if value is not None}
 
     def process(self, frame: np.ndarray, ctx: FrameContext) -> np.ndarray:
+        return self.process_batch([frame], [ctx])[0]
+
+    def process_batch(self, frames: list[np.ndarray], contexts: list[FrameContext]) -> list[np.ndarray]:
+        """Stylize frames that do not depend on each other in one pipeline call (one UNet batch); the
+        same frames, up to floating-point rounding, as process() on each. One frame may carry
+        ctx.init / ctx.references from the stabilizer; a batch of several may not."""
         if self._pipe is None:
-            self.prepare(ctx.cancel)
-        ctx.check_cancelled()
-        h, w = frame.shape[:2]
+            self.prepare(contexts[0].cancel)
+        for ctx in contexts:
+            ctx.check_cancelled()
+        if len(frames) > 1 and any(c.init is not None or c.references or c.strength is not None for c in contexts):
+            raise ValueError("frames that depend on earlier outputs cannot share a batch")
+        h, w = frames[0].shape[:2]
         size = self.output_size(w, h)
         tile_big_frames(self._pipe, self._torch_device, *size)
-        image = resize_to(frame if ctx.init is None else ctx.init, size)
+        images = [resize_to(f if c.init is None else c.init, size) for f, c in zip(frames, contexts)]
+        pipe = self._pool.get()
         try:
-            return self._denoise(image, ctx)
-        except Exception as exc:
-            if not _is_out_of_memory(exc):
-                raise
+            try:
+                return self._denoise(pipe, images, contexts)
+            except Exception as exc:
+                if not _is_out_of_memory(exc):
+                    raise
+        finally:
+            self._pool.put(pipe)
         if self._low_memory:
-            raise OutOfMemoryError(self._out_of_memory_message(size)) from None
-        # first out-of-memory: switch to the lower-memory settings for the rest of the clip, retry once
+            raise OutOfMemoryError(self._out_of_memory_message(size))
+        # first out-of-memory: switch to the lower-memory settings for the rest of the clip, retry
+        # (frame by frame: a batch is what may have been too big)
         gc.collect()
         use_low_memory(self._pipe, self._torch_device)
         self._low_memory = True
         self._update_device_label()
-        try:
-            return self._denoise(image, ctx)
-        except Exception as exc:
-            if _is_out_of_memory(exc):
-                raise OutOfMemoryError(self._out_of_memory_message(size)) from None
-            raise
+        out = []
+        for image, ctx in zip(images, contexts):
+            pipe = self._pool.get()
+            try:
+                out.extend(self._denoise(pipe, [image], [ctx]))
+            except Exception as exc:
+                if _is_out_of_memory(exc):
+                    raise OutOfMemoryError(self._out_of_memory_message(size)) from None
+                raise
+            finally:
+                self._pool.put(pipe)
+        return out
+
+    def preview(self, frame: np.ndarray, ctx: FrameContext) -> np.ndarray:
+        """A quick look at one frame: decoded with the tiny autoencoder when one is available (see
+        diffusion_models.load_tiny_autoencoder), else exactly process()."""
+        if self._pipe is None:
+            self.prepare(ctx.cancel)
+        if self._tiny_vae is None:
+            self._tiny_vae = load_tiny_autoencoder(self._pipe, self._torch_device, self._dtype) or False
+            self.previews_exact = self._tiny_vae is False
+        if self._tiny_vae is False:
+            return self.process(frame, ctx)
+        h, w = frame.shape[:2]
+        image = resize_to(frame, self.output_size(w, h))
+        fast = _pipeline_copy(self._pipe)
+        object.__setattr__(fast, "vae", self._tiny_vae)  # bypasses the pipeline's config bookkeeping
+        return self._denoise(fast, [image], [ctx])[0]
 
     def _out_of_memory_message(self, size: tuple[int, int]) -> str:
         return (
@@ -130,40 +243,77 @@ class DiffusionEngine(Engine):
             "settings; lower the max side, close other programs using the GPU, or use a smaller model"
         )
 
-    def _denoise(self, image: np.ndarray, ctx: FrameContext) -> np.ndarray:
+    def _denoise(self, pipe, images: list[np.ndarray], contexts: list[FrameContext]) -> list[np.ndarray]:
         p = self.params
-        strength = p.strength if ctx.strength is None else ctx.strength
+        first = contexts[0]
+        strength = p.strength if first.strength is None else first.strength
         steps_run = min(int(p.steps * strength), p.steps)
 
         def on_step_end(pipe, step, timestep, callback_kwargs):
             try:
-                ctx.report_step(step + 1, steps_run)  # raises CancelledError when cancelled
-                ctx.check_cancelled()  # a cancel made while reporting stops before the next step too
+                for ctx in contexts:
+                    ctx.report_step(step + 1, steps_run)  # raises CancelledError when cancelled
+                    ctx.check_cancelled()  # a cancel made while reporting stops before the next step too
             except CancelledError:
                 pipe._interrupt = True  # raising already leaves the loop; this keeps the pipeline's own flag in step
                 raise
             return callback_kwargs
 
         # shared noise: the same seed for every frame keeps unchanged regions from flickering (off: one per frame)
-        generator = torch.Generator(device="cpu").manual_seed(p.seed if p.shared_noise else p.seed + ctx.index)
-        references = ctx.references if self._cross_frame is not None else []
+        generators = [
+            torch.Generator(device="cpu").manual_seed(p.seed if p.shared_noise else p.seed + ctx.index)
+            for ctx in contexts
+        ]
+        references = first.references if self._cross_frame is not None else []
         attend = self._cross_frame.references(references, p.seed) if references else nullcontext()
+        began = time.perf_counter()
         with torch.inference_mode(), attend:
-            result = self._pipe(
-                image=Image.fromarray(image),
+            result = pipe(
+                image=self._upload(images),
                 strength=strength,
                 num_inference_steps=p.steps,
                 guidance_scale=p.guidance,
-                generator=generator,
-                output_type="np",
+                generator=generators if len(generators) > 1 else generators[0],
+                output_type="pt",
                 callback_on_step_end=on_step_end,
-                **self._prompt_kwargs,
+                **self._batched_prompt(len(images)),
             )
-        out = np.asarray(result.images[0], dtype=np.float32)
-        return (np.clip(out, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+            out = self._download(result.images)
+        if self._compile and self.compile_seconds is None:
+            self.compile_seconds = time.perf_counter() - began  # the first call compiles
+            log.info("torch.compile warm-up: %.1f s (the first call, %d frame(s))", self.compile_seconds, len(images))
+        return out
+
+    def _batched_prompt(self, count: int) -> dict:
+        if count == 1:
+            return self._prompt_kwargs
+        return {
+            name: value.repeat(count, *([1] * (value.ndim - 1))) if isinstance(value, torch.Tensor) else [value] * count
+            for name, value in self._prompt_kwargs.items()
+        }
+
+    def _upload(self, images: list[np.ndarray]) -> torch.Tensor:
+        """The frames as one B x 3 x H x W float tensor in [0, 1] on the device (through pinned memory
+        on CUDA); the pipeline normalizes it as it would a PIL image, to the same values."""
+        pixels = torch.from_numpy(np.stack(images))
+        if self._torch_device == "cuda":
+            pixels = pixels.pin_memory().to(self._torch_device, non_blocking=True)
+        return pixels.permute(0, 3, 1, 2).float() / 255.0
+
+    def _download(self, images: torch.Tensor) -> list[np.ndarray]:
+        """[0, 1] B x 3 x H x W on the device -> uint8 HxWx3 frames: rounded on the device, one copy back."""
+        pixels = (images.float() * 255.0 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+        if pixels.device.type == "cuda":
+            host = torch.empty(pixels.shape, dtype=torch.uint8, pin_memory=True)
+            host.copy_(pixels, non_blocking=True)
+            torch.cuda.current_stream(pixels.device).synchronize()
+            pixels = host
+        return list(pixels.numpy())
 
     def close(self) -> None:
         self._pipe = None
+        self._pool = queue.SimpleQueue()
+        self._tiny_vae = None
         self._prompt_kwargs = {}
         self._cross_frame = None
         gc.collect()
@@ -175,3 +325,11 @@ def _is_out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, torch.OutOfMemoryError) or (
         isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
     )
+
+
+def _pipeline_copy(pipe):
+    """The same pipeline (the same modules, hence weights) with its own scheduler and per-call state,
+    so that two threads can run it at once."""
+    twin = copy.copy(pipe)
+    object.__setattr__(twin, "scheduler", copy.deepcopy(pipe.scheduler))
+    return twin

@@ -17,6 +17,7 @@ loaded, so they are refused unless allow_pickle. trust_remote_code is never enab
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import sys
@@ -26,6 +27,7 @@ import torch
 
 from pipeline.errors import BadInputError, ModelError
 
+log = logging.getLogger(__name__)
 PICKLE_SUFFIXES = (".ckpt", ".bin", ".pt", ".pth", ".pkl")
 # name -> (diffusers class, from_config overrides)
 SCHEDULERS = {
@@ -44,15 +46,36 @@ _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
 
 def resolve_device(device: str) -> tuple[str, torch.dtype]:
-    """'auto' -> CUDA in fp16 when available, else CPU in fp32. 'cuda' without CUDA is a BadInputError."""
+    """'auto' -> CUDA when available, else CPU in fp32. 'cuda' without CUDA is a BadInputError.
+
+    On CUDA: bf16 where the GPU runs it natively (Ampere and later: fp16's speed without its overflow
+    in the VAE), else fp16; VDIFF_CUDA_DTYPE=fp16|bf16 overrides.
+    """
     cuda = torch.cuda.is_available()
     if device == "cuda" and not cuda:
         raise BadInputError("device 'cuda' was chosen but no CUDA GPU is available to PyTorch; use auto or cpu")
     if device not in ("auto", "cpu", "cuda"):
         raise BadInputError(f"unknown device '{device}'; use auto, cpu or cuda")
     if device == "cuda" or (device == "auto" and cuda):
-        return "cuda", torch.float16
+        return "cuda", cuda_dtype()
     return "cpu", torch.float32
+
+
+def cuda_dtype() -> torch.dtype:
+    asked = os.environ.get("VDIFF_CUDA_DTYPE", "").strip().lower()
+    if asked in ("fp16", "float16"):
+        return torch.float16
+    if asked in ("bf16", "bfloat16"):
+        return torch.bfloat16
+    try:
+        native = torch.cuda.is_bf16_supported(including_emulation=False)
+    except TypeError:  # torch < 2.3 has no including_emulation
+        native = torch.cuda.get_device_capability()[0] >= 8
+    return torch.bfloat16 if native else torch.float16
+
+
+def dtype_label(dtype: torch.dtype) -> str:
+    return {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float32: "fp32"}.get(dtype, str(dtype))
 
 
 def check_scheduler(name: str) -> None:
@@ -115,6 +138,15 @@ def _load_folder(folder: Path, dtype, allow_pickle: bool):
     )
 
 
+def trusted_library(library) -> bool:
+    """Components may come from diffusers, transformers or one of diffusers' own pipeline modules
+    (Stable Diffusion 1.5 names its safety checker's library "stable_diffusion"); anything else would be
+    code shipped with the model."""
+    from diffusers import pipelines
+
+    return library in TRUSTED_LIBRARIES or (isinstance(library, str) and hasattr(pipelines, library))
+
+
 def _check_components(folder: Path, index: Path) -> list[str]:
     """Raise ModelError when a component the index names is missing; return those with only pickle weights."""
     try:
@@ -130,7 +162,7 @@ def _check_components(folder: Path, index: Path) -> list[str]:
     for name, value in entries.items():
         if name.startswith("_") or not isinstance(value, list) or value[0] is None:
             continue
-        if value[0] not in TRUSTED_LIBRARIES:
+        if not trusted_library(value[0]):
             raise ModelError(
                 f"'{folder}' asks for the component '{name}' from '{value[0]}', which is not diffusers or "
                 "transformers; vdiff never runs code shipped with a model"
@@ -298,10 +330,81 @@ def place_pipeline(pipe, device: str, low_memory: bool = False) -> None:
     if not low_memory:
         try:
             pipe.to(device)
+            if device == "cuda":
+                tune_for_cuda(pipe)
             return
         except torch.OutOfMemoryError:
             pass  # the free-memory estimate was optimistic: offload instead
     use_low_memory(pipe, device)
+
+
+def tune_for_cuda(pipe) -> None:
+    """Channels-last UNet and VAE (what cuDNN's tensor-core convolutions want), PyTorch's SDPA attention,
+    cuDNN autotuning (a render keeps one frame size), TF32 for what stays in fp32."""
+    from diffusers.models.attention_processor import AttnProcessor2_0
+
+    torch.backends.cudnn.benchmark = True
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    for name in ("unet", "vae"):
+        module = getattr(pipe, name, None)
+        if isinstance(module, torch.nn.Module):
+            module.to(memory_format=torch.channels_last)
+    unet = getattr(pipe, "unet", None)
+    if unet is not None and hasattr(unet, "set_attn_processor"):
+        try:
+            unet.set_attn_processor(AttnProcessor2_0())  # SDPA (flash / memory-efficient kernels)
+        except Exception as exc:  # e.g. a UNet with added-KV attention: keep its own processors
+            log.debug("kept the UNet's attention processors: %s", exc)
+
+
+def compile_unet(pipe) -> None:
+    """torch.compile the UNet in place (the module keeps its type, so diffusers still sees a UNet).
+    Compiling happens on the first call: seconds on a GPU, minutes on a CPU."""
+    unet = getattr(pipe, "unet", None)
+    if unet is None:
+        raise ModelError("torch.compile is set but this model has no UNet to compile")
+    mode = "max-autotune-no-cudagraphs" if unet.device.type == "cuda" else None
+    unet.compile(mode=mode, fullgraph=False, dynamic=False)
+
+
+TINY_AUTOENCODERS = {"StableDiffusionXL": "madebyollin/taesdxl", "StableDiffusion": "madebyollin/taesd"}
+
+
+def load_tiny_autoencoder(pipe, device: str, dtype: torch.dtype):
+    """A tiny distilled autoencoder (diffusers AutoencoderTiny, TAESD) for quick previews, or None.
+
+    VDIFF_TINY_VAE names one (a folder or hub id); otherwise TAESD/TAESDXL for the pipeline's family.
+    Taken from disk or the Hugging Face cache, downloaded only when online; its latent size must match
+    the pipeline's autoencoder. Never used for export: only previews decode with it.
+    """
+    from diffusers import AutoencoderTiny
+
+    name = os.environ.get("VDIFF_TINY_VAE", "").strip()
+    if not name:
+        family = type(pipe).__name__
+        name = next((repo for prefix, repo in TINY_AUTOENCODERS.items() if family.startswith(prefix)), "")
+    if not name:
+        return None
+    kwargs = _dtype_kwargs(dtype)
+    try:
+        try:
+            tiny = AutoencoderTiny.from_pretrained(name, local_files_only=True, use_safetensors=True, **kwargs)
+        except Exception:
+            if Path(name).expanduser().is_dir() or _offline():
+                raise
+            tiny = AutoencoderTiny.from_pretrained(name, use_safetensors=True, **kwargs)
+    except Exception as exc:
+        log.info("previews use the full autoencoder: no tiny autoencoder '%s' (%s)", name, _first_line(exc))
+        return None
+    vae = getattr(pipe, "vae", None)
+    if vae is None or tiny.config.latent_channels != vae.config.latent_channels:
+        log.info("previews use the full autoencoder: '%s' does not fit this model's latents", name)
+        return None
+    tiny.to(device)
+    if device == "cuda":
+        tiny.to(memory_format=torch.channels_last)
+    return tiny.eval()
 
 
 def uses_low_memory(pipe) -> bool:
