@@ -83,18 +83,15 @@ def plan_download(
 
 def needed_files(repo_id: str, index: dict, sizes: dict[str, int], allow_pickle: bool = False) -> list[str]:
     """The repo files the img2img loader reads for this model_index.json, model_index.json last."""
-    from pipeline.engines.diffusion_models import trusted_library  # the loader's rule (imports torch: lazily)
+    # the loader's rules (importing it loads torch: lazily)
+    from pipeline.engines.diffusion_models import check_component_library, check_pipeline_class
 
-    _check_pipeline_class(repo_id, index.get("_class_name"))
+    check_pipeline_class(repo_id, index.get("_class_name"))
     files = []
     for component, value in index.items():
         if component.startswith("_") or not isinstance(value, list) or len(value) != 2 or None in value:
             continue  # flags such as requires_safety_checker, and components the model does without
-        if not trusted_library(value[0]):
-            raise ModelError(
-                f"'{repo_id}' asks for the component '{component}' from '{value[0]}', which is not diffusers or "
-                "transformers; vdiff never runs code shipped with a model"
-            )
+        check_component_library(repo_id, component, value[0])
         inside = [name for name in sizes if name.rpartition("/")[0] == component]
         if not inside:
             raise ModelError(f"'{repo_id}' on the hub is incomplete: it has no '{component}' folder")
@@ -133,15 +130,6 @@ def _plain(names: list[str], suffix: str) -> list[str]:
 
 def _is_weights(name: str) -> bool:
     return name.endswith((".safetensors", ".msgpack", ".h5", ".onnx", ".onnx_data", ".gguf", *PICKLE_SUFFIXES))
-
-
-def _check_pipeline_class(repo_id: str, name) -> None:
-    import diffusers
-
-    if not isinstance(name, str) or not hasattr(diffusers, name):
-        raise ModelError(
-            f"'{repo_id}' asks for a custom pipeline class {name!r}; vdiff never runs code shipped with a model"
-        )
 
 
 def download_model(

@@ -26,7 +26,7 @@ from pipeline.events import Cancelled, CancelToken, Failed, Finished, FrameReady
 from pipeline.render import open_cache_entry, preview_frame, render_frames
 from pipeline.request import RenderRequest, StyleParams
 from pipeline.temporal import FlickerMeter
-from pipeline.video import VideoInfo, VideoReader
+from pipeline.video import VideoInfo, VideoReader, probe
 
 log = logging.getLogger(__name__)
 
@@ -331,12 +331,10 @@ class RenderWorker(QThread):
 
     def _measure_flicker(self, meter: FlickerMeter, request: RenderRequest, event: FrameReady) -> None:
         """Feed the flicker meter; the render's stages keep running meanwhile (bounded queues)."""
-        if self._reader is None or self._reader_info.path != Path(request.source):
-            if self._reader is not None:
-                self._reader.close()
-            self._reader = VideoReader(request.source)
-            self._reader_info = self._reader.info
-        score = meter.add(event.index, self._reader.frame(event.index), event.image)
+        info = self._reader_info
+        if info is None or info.path != Path(request.source):
+            info = probe(request.source)
+        score = meter.add(event.index, self._reader_of(info).frame(event.index), event.image)
         if score is not None:
             self.flicker_changed.emit(score, meter.floor, meter.pairs)
 

@@ -147,26 +147,35 @@ def trusted_library(library) -> bool:
     return library in TRUSTED_LIBRARIES or (isinstance(library, str) and hasattr(pipelines, library))
 
 
+def check_pipeline_class(where: str, name) -> None:
+    """Refuse a model_index.json whose pipeline is not one of diffusers' own classes."""
+    import diffusers
+
+    if not isinstance(name, str) or not hasattr(diffusers, name):
+        raise ModelError(f"'{where}' asks for a custom pipeline class {name!r}; vdiff never runs code shipped with a model")
+
+
+def check_component_library(where: str, component: str, library) -> None:
+    """Refuse a component from a library that is not trusted (see trusted_library)."""
+    if not trusted_library(library):
+        raise ModelError(
+            f"'{where}' asks for the component '{component}' from '{library}', which is not diffusers or "
+            "transformers; vdiff never runs code shipped with a model"
+        )
+
+
 def _check_components(folder: Path, index: Path) -> list[str]:
     """Raise ModelError when a component the index names is missing; return those with only pickle weights."""
     try:
         entries = json.loads(index.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise ModelError(f"'{index}' is damaged: {_first_line(exc)}") from None
-    pipeline_name = entries.get("_class_name")
-    if not isinstance(pipeline_name, str) or not hasattr(__import__("diffusers"), pipeline_name):
-        raise ModelError(
-            f"'{folder}' asks for a custom pipeline class {pipeline_name!r}; vdiff never runs code shipped with a model"
-        )
+    check_pipeline_class(str(folder), entries.get("_class_name"))
     pickled = []
     for name, value in entries.items():
         if name.startswith("_") or not isinstance(value, list) or value[0] is None:
             continue
-        if not trusted_library(value[0]):
-            raise ModelError(
-                f"'{folder}' asks for the component '{name}' from '{value[0]}', which is not diffusers or "
-                "transformers; vdiff never runs code shipped with a model"
-            )
+        check_component_library(str(folder), name, value[0])
         component = folder / name
         if not component.is_dir():
             raise ModelError(f"the model folder '{folder}' is incomplete: the '{name}' folder is missing")
