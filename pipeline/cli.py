@@ -29,8 +29,24 @@ EPILOG = """examples:
 
 
 class _Parser(argparse.ArgumentParser):
+    _args: list[str] = []  # what the top-level parser was given: an error there may belong to a subcommand
+
+    def parse_known_args(self, args=None, namespace=None):
+        if self.prog == "vdiff":
+            _Parser._args = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
+
+    def help_command(self) -> str:
+        """`vdiff render --help` for an error in (or after) a subcommand, `vdiff --help` otherwise."""
+        words = self.prog.split()
+        if len(words) > 1:
+            return f"vdiff {words[-1]} --help"
+        commands = next((a.choices for a in self._actions if isinstance(a, argparse._SubParsersAction)), {})
+        command = next((a for a in _Parser._args if a in commands), None)
+        return f"vdiff {command} --help" if command else "vdiff --help"
+
     def error(self, message: str):  # one line and exit 2, as for any bad input
-        self.exit(EXIT_BAD_INPUT, f"vdiff: error: {message} (see `vdiff {self.prog.split()[-1]} --help`)\n")
+        self.exit(EXIT_BAD_INPUT, f"vdiff: error: {message} (see `{self.help_command()}`)\n")
 
 
 def _add_engine_options(parser: argparse.ArgumentParser) -> None:
@@ -109,10 +125,10 @@ def build_parser() -> argparse.ArgumentParser:
     preview.add_argument("-o", "--output", required=True, metavar="OUT.png")
     _add_engine_options(preview)
 
-    metrics = sub.add_parser("metrics", help="measure flicker: the warp error of an output and of its input, as JSON",
-                             description="Warp error (Lai et al. 2018) of OUTPUT and of INPUT (the floor), per frame "
-                             "pair and their mean; with --reference, the style fidelity of each frame. "
-                             "Definitions: docs/quality.md.")
+    metrics = sub.add_parser("metrics", help="measure flicker: the warp error of an output and of its input (a JSON summary)",
+                             description="Warp error (Lai et al. 2018) of OUTPUT and of INPUT (the floor): their "
+                             "means over the frame pairs, and with --per-frame each pair's; with --reference, the "
+                             "style fidelity of the output. Definitions: docs/quality.md.")
     metrics.add_argument("input", metavar="INPUT", help="the source video")
     metrics.add_argument("output", metavar="OUTPUT", help="the rendered video, or a folder from --codec png")
     metrics.add_argument("--reference", metavar="PERFRAME_OUTPUT",
@@ -120,6 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "adds the style fidelity of each output frame")
     metrics.add_argument("--start", default="0", metavar="FRAME|TIME",
                          help="the source frame the output begins at: the render's --start (default: 0)")
+    metrics.add_argument("--per-frame", action="store_true",
+                         help="add the per-frame arrays (output_per_pair, input_per_pair, fidelity per_frame)")
 
     probe = sub.add_parser("probe", help="print a clip's facts as JSON")
     probe.add_argument("input", metavar="INPUT")
@@ -370,6 +388,10 @@ def _cmd_metrics(args) -> int:
     result = measure_videos(args.input, args.output, args.reference, start)
     if result["frames"] < 2:
         raise BadInputError(f"{args.output} has {result['frames']} frame(s) to compare with the input; it needs two")
+    if not args.per_frame:  # the summary: the means; the arrays only on request
+        result["warp_error"] = {k: v for k, v in result["warp_error"].items() if not k.endswith("_per_pair")}
+        if "fidelity" in result:
+            result["fidelity"] = {"mean": result["fidelity"]["mean"]}
     print(json.dumps(result, indent=2))
     return EXIT_OK
 

@@ -92,6 +92,7 @@ class RenderWorker(QThread):
     loading_changed = Signal(str)  # what is loading ("" when done)
     cache_entry_changed = Signal(str, object, int)  # cache folder, the StyleParams and range start it holds frames for
     flicker_changed = Signal(float, float, int)  # running warp error of the render, of its source (the floor), pairs
+    flicker_measured = Signal(int, float, float)  # frame index, its warp error from the frame before, the source's
 
     def __init__(self, cache: FrameCache | None = None, parent=None):
         super().__init__(parent)
@@ -159,16 +160,23 @@ class RenderWorker(QThread):
         if dropped:
             self.render_cancelled.emit()
 
-    def stop(self) -> None:
-        """Cancel everything, close the engine and join the thread. Partial outputs are removed."""
+    def request_stop(self) -> None:
+        """Ask the thread to cancel everything and end, without waiting (see stop)."""
         with self._cond:
             self._stopping = True
+            self._paused = False
             self._preview_token.cancel()
             if self._render_token is not None:
                 self._render_token.cancel()
             self._cond.notify_all()
+
+    def stop(self, timeout_ms: int | None = None) -> bool:
+        """Cancel everything, close the engine and join the thread (at most `timeout_ms`, when given).
+        Partial outputs are removed. False when the thread is still running (stuck in a model load)."""
+        self.request_stop()
         if self.isRunning():
-            self.wait()
+            return self.wait(timeout_ms) if timeout_ms is not None else self.wait()
+        return True
 
     @property
     def rendering(self) -> bool:
@@ -334,7 +342,10 @@ class RenderWorker(QThread):
         info = self._reader_info
         if info is None or info.path != Path(request.source):
             info = probe(request.source)
+        pairs = meter.pairs
         score = meter.add(event.index, self._reader_of(info).frame(event.index), event.image)
+        if meter.pairs > pairs:  # this frame was measured against the one before: the graph's point
+            self.flicker_measured.emit(event.index, meter.output_errors[-1], meter.input_errors[-1])
         if score is not None:
             self.flicker_changed.emit(score, meter.floor, meter.pairs)
 

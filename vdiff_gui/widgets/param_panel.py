@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
 )
 
 from pipeline.request import CLASSICAL_LOOKS, ENGINE_FIELDS, ENGINES, StyleParams
+from vdiff_gui.engine_switch import engine_change
 from vdiff_gui.presets import PresetStore
 from vdiff_gui.project_state import ProjectState
 from vdiff_gui.settings import DEVICES
@@ -141,7 +142,7 @@ class ParamPanel(QScrollArea):
         self.engine.setObjectName("engineCombo")
         for name in ENGINES:
             self.engine.addItem(ENGINE_LABELS.get(name, name), name)
-        self.engine.activated.connect(lambda i: s.edit(engine=self.engine.itemData(i)))
+        self.engine.activated.connect(lambda i: s.edit(**engine_change(s.params, self.engine.itemData(i))))  # + its strength
         self._add("engine", "Engine", self.engine, lambda v: self.engine.setCurrentIndex(self.engine.findData(v)))
 
         # fast-style

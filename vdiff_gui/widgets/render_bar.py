@@ -1,4 +1,5 @@
-"""Render / pause / cancel, the progress bar with frames, fps and ETA, and Export…."""
+"""Render / pause / cancel, the progress bar with frames, fps and ETA, and Export…; while a job runs,
+Render and Export queue the next one."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ class RenderBar(QWidget):
         self.state, self.jobs = state, jobs
         self.render_button = QPushButton("Render in–out")
         self.render_button.setObjectName("renderButton")
-        self.render_button.setToolTip("Render the frames between the in and out points into the cache (resumes a render)")
+        self.render_button.setToolTip("Render the frames between the in and out points into the cache (resumes a render; "
+                                      "queued while another job runs) · Ctrl+R")
         self.pause_button = QPushButton("Pause")
         self.pause_button.setObjectName("pauseButton")
         self.cancel_button = QPushButton("Cancel")
@@ -35,6 +37,8 @@ class RenderBar(QWidget):
         )
         self.export_button = QPushButton("Export…")
         self.export_button.setObjectName("exportButton")
+        self.queued = QLabel("")
+        self.queued.setObjectName("queuedLabel")
         layout = QHBoxLayout(self)
         layout.setContentsMargins(8, 4, 8, 4)
         for widget in (self.render_button, self.pause_button, self.cancel_button):
@@ -42,6 +46,7 @@ class RenderBar(QWidget):
         layout.addWidget(self.progress, 1)
         layout.addWidget(self.status)
         layout.addWidget(self.flicker)
+        layout.addWidget(self.queued)
         layout.addWidget(self.export_button)
         self.render_button.clicked.connect(jobs.render_range)
         self.pause_button.clicked.connect(jobs.toggle_pause)
@@ -49,6 +54,7 @@ class RenderBar(QWidget):
         jobs.state_changed.connect(self._on_job_state)
         jobs.status_changed.connect(self.status.setText)
         jobs.progress_changed.connect(self._on_progress)
+        jobs.jobs_changed.connect(lambda: self.queued.setText(f"{len(jobs.queue)} queued" if jobs.queue else ""))
         state.clip_changed.connect(lambda _: self._on_job_state(jobs.job_state))
         self._on_job_state(IDLE)
 
@@ -67,8 +73,8 @@ class RenderBar(QWidget):
 
     def _on_job_state(self, job_state: str) -> None:
         has_clip = self.state.info is not None
-        self.render_button.setEnabled(job_state == IDLE and has_clip)
-        self.export_button.setEnabled(job_state == IDLE and has_clip)
+        self.render_button.setEnabled(has_clip)  # while busy: queues
+        self.export_button.setEnabled(has_clip)
         self.pause_button.setEnabled(job_state in (RENDERING, PAUSED))
         self.pause_button.setText("Resume" if job_state == PAUSED else "Pause")
         self.cancel_button.setEnabled(job_state in (STARTING, RENDERING, PAUSED))
