@@ -293,6 +293,9 @@ class MainWindow(QMainWindow):
     # reactions
     def show_error(self, text: str, kind: str = "error", retry_render: bool = False) -> None:
         """Every error goes here: a non-modal banner; out of memory offers the lower-memory settings."""
+        if self.closing:  # the "closing…" message stays; the worker's last words go to the log
+            log.info("while closing: %s", text)
+            return
         if kind == "out_of_memory":
             def retry() -> None:
                 self.state.edit(low_memory=True)

@@ -98,7 +98,11 @@ def test_closing_during_an_export_stops_the_worker_and_leaves_no_file(make_windo
     assert not window.close()
     assert window.isVisible() and window.worker.isRunning() and window.jobs.busy
     window.auto_answer = True
-    assert window.close()
+    window.close()  # does not block: the window says "closing…" until the worker has stopped
+    assert window.closing and "closing…" in window.windowTitle() and window.banner.isVisible()
+    assert window.banner.label.text().startswith("Closing… waiting for the render")
+    assert not window.centralWidget().isEnabled()
+    qtbot.waitUntil(lambda: not window.isVisible(), timeout=10000)
     assert not window.worker.isRunning()
     assert list(out.iterdir()) == []  # neither the file nor a partial temp file
 
