@@ -154,7 +154,7 @@ class MainWindow(QMainWindow):
             button = QToolButton()
             button.setDefaultAction(self.actions[name])
             row.addWidget(button)
-        self.zoom_label = QLabel("fit")
+        self.zoom_label = QLabel("zoom: fit")
         self.zoom_label.setObjectName("zoomLabel")
         self.zoom_label.setToolTip("Zoom of the compare view: the wheel zooms, a drag pans; 100% is one source pixel per screen pixel")
         row.addWidget(self.zoom_label)
@@ -264,7 +264,7 @@ class MainWindow(QMainWindow):
     def _on_zoom_changed(self, zoom) -> None:
         self.actions["zoom_fit"].setChecked(zoom is None)
         self.actions["zoom_100"].setChecked(zoom == 1.0)
-        self.zoom_label.setText("fit" if zoom is None else f"{zoom * 100:.0f}%")
+        self.zoom_label.setText("zoom: " + ("fit" if zoom is None else f"{zoom * 100:.0f}%"))
 
     def _on_loading_changed(self, text: str) -> None:
         self._loading = text
@@ -275,6 +275,7 @@ class MainWindow(QMainWindow):
     def _on_jobs_changed(self) -> None:
         if self.jobs.queue and not self.jobs_dock.isVisible():
             self.jobs_dock.show()  # a job waits: show where it is
+            self.resizeDocks([self.jobs_dock], [150], Qt.Orientation.Vertical)  # a few rows, not half the window
 
     def _on_model_downloaded(self, repo_id: str) -> None:
         """A model that failed to load (not cached) is there now: load it again for the current frame."""

@@ -15,7 +15,7 @@ from vdiff_gui.tasks import run_blocking
 
 log = logging.getLogger(__name__)
 
-SAMPLE = {"frames": 72, "width": 480, "height": 270, "fps": 24, "audio": True, "scene": "cat"}
+SAMPLE = {"frames": 72, "width": 480, "height": 270, "fps": 24, "audio": True, "scene": "astronaut"}
 
 
 def sample_clip_path() -> Path:

@@ -145,9 +145,9 @@ def test_wheel_zooms_the_compare_view_beyond_100_and_a_drag_pans(window, qtbot, 
     centre = QPointF(after.width() / 2, after.height() / 2)
     fitted = after.effective_zoom()
     wheel(after, centre, 1)
-    assert window.compare.zoom == next_zoom(fitted, 1) and window.zoom_label.text() == f"{window.compare.zoom * 100:.0f}%"
+    assert window.compare.zoom == next_zoom(fitted, 1) and window.zoom_label.text() == f"zoom: {window.compare.zoom * 100:.0f}%"
     window.actions["zoom_100"].trigger()
-    assert window.compare.zoom == 1.0 and window.zoom_label.text() == "100%"
+    assert window.compare.zoom == 1.0 and window.zoom_label.text() == "zoom: 100%"
     for _ in range(4):  # 150%, 200%, 300%, 400%
         wheel(after, centre, 1)
     assert window.compare.zoom == 4.0 and not window.actions["zoom_fit"].isChecked()
@@ -160,4 +160,4 @@ def test_wheel_zooms_the_compare_view_beyond_100_and_a_drag_pans(window, qtbot, 
     moved = after.image_rect()
     assert (moved.left() - rect.left(), moved.top() - rect.top()) == (30, 10) and before.image_rect() == moved
     window.actions["zoom_fit"].trigger()
-    assert window.compare.fit and window.zoom_label.text() == "fit"
+    assert window.compare.fit and window.zoom_label.text() == "zoom: fit"

@@ -84,9 +84,20 @@ class FlickerGraph(QWidget):
         x = self.timeline.x_of(self.state.frame + 0.5)
         painter.setPen(QPen(QColor(240, 70, 60), 1))
         painter.drawLine(QPointF(x, plot.top()), QPointF(x, plot.bottom()))
-        painter.setPen(QColor(200, 204, 212))
-        painter.drawText(plot.adjusted(4, 0, -4, 0), Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignRight,
-                         f"flicker · peak {scale / 1.1 * 1000:.1f}×10⁻³")
+        self._draw_legend(painter, plot, f"flicker per frame, peak {scale / 1.1 * 1000:.1f}×10⁻³ · ")
+
+    def _draw_legend(self, painter: QPainter, plot: QRectF, text: str) -> None:
+        """Top right, on a dark box so the bars do not hide it: what the colours mean."""
+        metrics = painter.fontMetrics()
+        parts = [(text, QColor(200, 204, 212)), ("▮ render ", RENDER_COLOUR), ("— source", SOURCE_COLOUR)]
+        width = sum(metrics.horizontalAdvance(t) for t, _ in parts) + 10
+        box = QRectF(plot.right() - width - 2, plot.top() + 1, width, metrics.height() + 2)
+        painter.fillRect(box, QColor(24, 26, 31, 220))
+        x = box.left() + 5
+        for part, colour in parts:
+            painter.setPen(colour)
+            painter.drawText(QPointF(x, box.top() + metrics.ascent() + 1), part)
+            x += metrics.horizontalAdvance(part)
 
     def mousePressEvent(self, event: QMouseEvent) -> None:
         if event.button() == Qt.MouseButton.LeftButton and self.state.info is not None:
