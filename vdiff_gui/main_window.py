@@ -49,6 +49,7 @@ class MainWindow(QMainWindow):
     def __init__(self, settings: AppSettings | None = None, cache: FrameCache | None = None):
         super().__init__()
         self.setObjectName("mainWindow")
+        self.closing = False  # stopping the worker before the window closes ("closing…"); first: widgets report errors
         self.settings = settings or AppSettings()
         self.state = ProjectState(self.settings.params(), self)
         self.worker = RenderWorker(cache)
@@ -67,7 +68,6 @@ class MainWindow(QMainWindow):
         self.export_box: QMessageBox | None = None
         self.device = ""
         self._closed = False
-        self.closing = False  # stopping the worker before the window closes ("closing…")
         self._loading = ""  # what the worker is loading now
         self._close_timer = QTimer(self, interval=50)
         self._close_timer.timeout.connect(self._check_closed)
