@@ -214,6 +214,9 @@ class RenderWorker(QThread):
                 self.render_cancelled.emit()
         except Exception:  # never die silently: the GUI would wait forever
             log.error("render worker crashed:\n%s", traceback.format_exc())
+            message = "the render worker stopped after an internal error (details in the log); restart vdiff"
+            self.render_failed.emit(message, "error")  # ends a running job
+            self.preview_failed.emit(message, "error")  # and says so in the window
         finally:
             self._close_engine()
             if self._reader is not None:

@@ -161,16 +161,18 @@ class FrameView(QWidget):
             painter.restore()
             painter.setPen(QPen(QColor(255, 255, 255), 2))
             painter.drawLine(QPointF(split_x, rect.top()), QPointF(split_x, rect.bottom()))
+            shown = rect.intersected(QRectF(self.rect()))  # zoomed in, the handle and labels stay on screen
             painter.setBrush(QColor(255, 255, 255))
-            painter.drawEllipse(QPointF(split_x, rect.center().y()), 7, 7)
-            self._draw_label(painter, "Before", rect.left() + 8, rect.top() + 8)
-            self._draw_label(painter, self.title, rect.right() - 8, rect.top() + 8, right=True)
+            painter.drawEllipse(QPointF(split_x, shown.center().y()), 7, 7)
+            self._draw_label(painter, "Before", shown.left() + 8, shown.top() + 8)
+            self._draw_label(painter, self.title, shown.right() - 8, shown.top() + 8, right=True)
         else:
             rect = self.image_rect()
             painter.drawImage(rect, self._image)
-            self._draw_label(painter, self.title, rect.left() + 8, rect.top() + 8)
+            shown = rect.intersected(QRectF(self.rect()))
+            self._draw_label(painter, self.title, shown.left() + 8, shown.top() + 8)
         if self._marker:
-            self._draw_marker(painter, rect)
+            self._draw_marker(painter, shown)
 
     def _draw_label(self, painter: QPainter, text: str, x: float, y: float, right: bool = False) -> None:
         font = QFont(self.font())
