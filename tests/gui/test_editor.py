@@ -52,6 +52,10 @@ def test_j_k_l_shuttle_plays_backwards_faster_and_stops(window, qtbot, small_cli
     qtbot.keyClick(window.timeline, Qt.Key.Key_L)
     assert window.playback.playing and window.playback.rate == 2.0
     qtbot.keyClick(window.timeline, Qt.Key.Key_K)
+    qtbot.keyClick(window.timeline, Qt.Key.Key_Space)  # Space plays forwards at 1x again
+    assert window.playback.playing and window.playback.rate == 1.0
+    qtbot.keyClick(window.timeline, Qt.Key.Key_Space)
+    assert not window.playback.playing
 
 
 def test_ctrl_r_renders_and_esc_cancels(window, qtbot, small_clip):

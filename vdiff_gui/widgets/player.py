@@ -50,7 +50,7 @@ class PlaybackController(QObject):
         state.frame_changed.connect(self._on_frame_changed)
 
     def toggle(self) -> None:
-        self.stop() if self.playing else self.play()
+        self.stop() if self.playing else self.play(1.0)  # Space: forwards at normal speed, whatever J/L did
 
     def play(self, rate: float | None = None) -> None:
         info = self.state.info
