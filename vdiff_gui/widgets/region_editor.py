@@ -207,46 +207,67 @@ class MaskPainter(QDialog):
         return self.canvas.mask
 
 
-class RegionEditor(QWidget):
-    """The frames a mask is painted on, with Paint / Remove; `frame_image()` gives the frame to paint on."""
+class FrameKeyList(QWidget):
+    """A short list of frames with a value each (double-click jumps there), an action button and Remove."""
 
-    def __init__(self, state: ProjectState, frame_image, parent: QWidget | None = None):
+    def __init__(self, state: ProjectState, name: str, action: str, empty: str, parent: QWidget | None = None):
         super().__init__(parent)
-        self.setObjectName("regionEditor")
         self.state = state
-        self._frame_image = frame_image  # () -> QImage of the current source frame, or None
+        self._empty = empty
         self.list = QListWidget()
-        self.list.setObjectName("maskAnchorList")
+        self.list.setObjectName(f"{name}List")
         self.list.setMaximumHeight(80)
         self.list.itemDoubleClicked.connect(lambda item: state.set_frame(item.data(Qt.ItemDataRole.UserRole)))
-        self.paint = QPushButton("Paint on this frame…")
-        self.paint.setObjectName("paintMaskButton")
-        self.paint.clicked.connect(self.paint_current)
+        self.action = QPushButton(action)
+        self.action.setObjectName(f"{name}Button")
         self.remove = QPushButton("Remove")
-        self.remove.clicked.connect(self._remove_selected)
+        self.remove.clicked.connect(self._on_remove_clicked)
         buttons = QHBoxLayout()
         buttons.setContentsMargins(0, 0, 0, 0)
-        buttons.addWidget(self.paint, 1)
+        buttons.addWidget(self.action, 1)
         buttons.addWidget(self.remove)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.list)
         layout.addLayout(buttons)
+
+    def show_items(self, items: list[tuple[int, str]]) -> None:
+        self.list.clear()
+        for frame, text in items:
+            item = QListWidgetItem(text)
+            item.setData(Qt.ItemDataRole.UserRole, int(frame))
+            self.list.addItem(item)
+        if not items:
+            self.list.addItem(self._empty)
+            self.list.item(0).setFlags(Qt.ItemFlag.NoItemFlags)
+        self.remove.setEnabled(bool(items))
+
+    def _on_remove_clicked(self) -> None:
+        item = self.list.currentItem()
+        if item is not None and item.data(Qt.ItemDataRole.UserRole) is not None:
+            self.remove_frame(item.data(Qt.ItemDataRole.UserRole))
+
+    def remove_frame(self, frame: int) -> None:
+        raise NotImplementedError
+
+
+class RegionEditor(FrameKeyList):
+    """The frames a mask is painted on, with Paint / Remove; `frame_image()` gives the frame to paint on."""
+
+    def __init__(self, state: ProjectState, frame_image, parent: QWidget | None = None):
+        super().__init__(state, "maskAnchor", "Paint on this frame…", "whole frame (paint to edit only a region)", parent)
+        self.setObjectName("regionEditor")
+        self.paint = self.action
+        self.paint.setObjectName("paintMaskButton")
+        self.paint.clicked.connect(self.paint_current)
+        self._frame_image = frame_image  # () -> QImage of the current source frame, or None
         self.painter: MaskPainter | None = None  # the open dialog, for tests
 
     def set_frame_source(self, frame_image) -> None:
         self._frame_image = frame_image
 
     def show_anchors(self, anchors) -> None:
-        self.list.clear()
-        for frame, path in anchors:
-            item = QListWidgetItem(f"frame {frame}  ·  {Path(path).name}")
-            item.setData(Qt.ItemDataRole.UserRole, int(frame))
-            self.list.addItem(item)
-        if not anchors:
-            self.list.addItem("whole frame (paint to edit only a region)")
-            self.list.item(0).setFlags(Qt.ItemFlag.NoItemFlags)
-        self.remove.setEnabled(bool(anchors))
+        self.show_items([(frame, f"frame {frame}  ·  {Path(path).name}") for frame, path in anchors])
 
     def paint_current(self) -> None:
         frame = self._frame_image()
@@ -270,52 +291,23 @@ class RegionEditor(QWidget):
             anchors.pop(index, None)  # painted empty: that frame is no longer an anchor
         self.state.edit(mask_anchors=tuple(sorted(anchors.items())), mask_feather=float(dialog.feather.value()))
 
-    def _remove_selected(self) -> None:
-        item = self.list.currentItem()
-        if item is None or item.data(Qt.ItemDataRole.UserRole) is None:
-            return
-        frame = item.data(Qt.ItemDataRole.UserRole)
-        anchors = tuple((f, p) for f, p in self.state.params.mask_anchors if f != frame)
-        self.state.edit(mask_anchors=anchors)
+    def remove_frame(self, frame: int) -> None:
+        self.state.edit(mask_anchors=tuple((f, p) for f, p in self.state.params.mask_anchors if f != frame))
 
 
-class PromptKeys(QWidget):
+class PromptKeys(FrameKeyList):
     """Prompts keyed at frames: 'Key at this frame' takes the prompt field's text for the playhead's frame."""
 
     def __init__(self, state: ProjectState, parent: QWidget | None = None):
-        super().__init__(parent)
+        super().__init__(state, "promptKey", "Key at this frame", "one prompt for the whole clip", parent)
         self.setObjectName("promptKeys")
-        self.state = state
-        self.list = QListWidget()
-        self.list.setObjectName("promptKeyList")
-        self.list.setMaximumHeight(80)
-        self.list.itemDoubleClicked.connect(lambda item: state.set_frame(item.data(Qt.ItemDataRole.UserRole)))
-        self.key = QPushButton("Key at this frame")
-        self.key.setObjectName("keyPromptButton")
+        self.key = self.action
         self.key.setToolTip("the prompt above becomes the prompt at the playhead's frame; between keys the "
                             "prompts are blended")
         self.key.clicked.connect(self.key_current)
-        self.remove = QPushButton("Remove")
-        self.remove.clicked.connect(self._remove_selected)
-        buttons = QHBoxLayout()
-        buttons.setContentsMargins(0, 0, 0, 0)
-        buttons.addWidget(self.key, 1)
-        buttons.addWidget(self.remove)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.list)
-        layout.addLayout(buttons)
 
     def show_keys(self, keys) -> None:
-        self.list.clear()
-        for frame, text in keys:
-            item = QListWidgetItem(f"{frame}: {text}")
-            item.setData(Qt.ItemDataRole.UserRole, int(frame))
-            self.list.addItem(item)
-        if not keys:
-            self.list.addItem("one prompt for the whole clip")
-            self.list.item(0).setFlags(Qt.ItemFlag.NoItemFlags)
-        self.remove.setEnabled(bool(keys))
+        self.show_items([(frame, f"{frame}: {text}") for frame, text in keys])
 
     def key_current(self) -> None:
         p = self.state.params
@@ -325,11 +317,7 @@ class PromptKeys(QWidget):
         keys[self.state.frame] = p.prompt
         self.state.edit(prompt_keys=tuple(sorted(keys.items())))
 
-    def _remove_selected(self) -> None:
-        item = self.list.currentItem()
-        if item is None or item.data(Qt.ItemDataRole.UserRole) is None:
-            return
-        frame = item.data(Qt.ItemDataRole.UserRole)
+    def remove_frame(self, frame: int) -> None:
         keys = tuple((f, t) for f, t in self.state.params.prompt_keys if f != frame)
         if len(keys) == 1:  # one key left is a constant prompt
             self.state.edit(prompt=keys[0][1], prompt_keys=())
