@@ -12,8 +12,9 @@ optionally with noise, to a file through PyAV.
 
 from __future__ import annotations
 
-import importlib.resources
+import importlib.util
 import math
+import sys
 from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
@@ -33,11 +34,18 @@ NOISE_KINDS = ("gaussian", "shot", "grain")
 
 
 def photo_path(name: str) -> Path:
-    """A photograph shipped in scikit-image's data folder."""
-    path = Path(str(importlib.resources.files("skimage") / "data" / name))
-    if not path.is_file():
-        raise FileNotFoundError(f"scikit-image does not ship {name}")
-    return path
+    """A photograph shipped in scikit-image's data folder (found without importing scikit-image; in the
+    packaged app, the copy build.spec puts beside it)."""
+    folders = []
+    if getattr(sys, "frozen", False):
+        folders.append(Path(getattr(sys, "_MEIPASS", Path(sys.executable).parent)) / "skimage" / "data")
+    spec = importlib.util.find_spec("skimage")
+    if spec is not None and spec.submodule_search_locations:
+        folders.extend(Path(location) / "data" for location in spec.submodule_search_locations)
+    for folder in folders:
+        if (folder / name).is_file():
+            return folder / name
+    raise FileNotFoundError(f"the photograph {name} is not there: install scikit-image (it ships it)")
 
 
 @lru_cache(maxsize=8)
