@@ -58,6 +58,7 @@ class MainWindow(QMainWindow):
         self.timeline = TimelineWidget(self.state)
         self.flicker_graph = FlickerGraph(self.state, self.timeline)
         self.param_panel = ParamPanel(self.state, PresetStore(), lambda text: self.show_error(text))
+        self.param_panel.region.set_frame_source(lambda: self.compare.before_view.image())  # masks are painted on it
         self.jobs = JobController(self.state, self.worker, self)
         self.render_bar = RenderBar(self.state, self.jobs)
         self.job_list = JobList(self.jobs)
