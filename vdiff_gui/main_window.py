@@ -460,11 +460,12 @@ class MainWindow(QMainWindow):
         if self.worker.isRunning() and self._close_clock.elapsed() < CLOSE_WAIT_MS:
             return
         self._close_timer.stop()
-        self.shutdown()
+        self.shutdown(max(100, CLOSE_WAIT_MS - self._close_clock.elapsed()))
         self.close()
 
-    def shutdown(self) -> None:
-        """Save the settings, stop playback, stop and join the worker (bounded). Safe to call twice."""
+    def shutdown(self, timeout_ms: int | None = None) -> None:
+        """Save the settings, stop playback, stop and join the worker (waiting at most `timeout_ms` when
+        given: closing waited already). Safe to call twice."""
         if self._closed:
             return
         self._closed = True
@@ -478,8 +479,7 @@ class MainWindow(QMainWindow):
         self.settings.set_params(self.state.params)
         self.settings.sync()
         self.param_panel.model.cancel_download()
-        remaining = CLOSE_WAIT_MS - self._close_clock.elapsed() if self._close_clock.isValid() else CLOSE_WAIT_MS
-        if not self.worker.stop(max(100, remaining)):
+        if not self.worker.stop(timeout_ms):
             log.warning("the worker did not stop within %d ms (a model load?); it ends with the process", CLOSE_WAIT_MS)
         self.preview.close()
         self.documents.close()
