@@ -45,6 +45,9 @@ def _add_engine_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--look", choices=CLASSICAL_LOOKS, default="stylization", help="classical: the OpenCV look")
     g.add_argument("--denoise-window", type=int, default=5, metavar="N",
                    help="classical denoise: frames in the temporal window, odd (default: 5)")
+    g.add_argument("--denoise-strength", type=float, default=None, metavar="SIGMA",
+                   help="classical denoise: the noise level to remove, as its deviation at mid-grey in 0-255 "
+                   "levels, above 0 and at most 100 (default: estimated per clip)")
     g.add_argument("--model", metavar="ID|PATH",
                    help="diffusion: a hub id, a diffusers folder or a single .safetensors file")
     g.add_argument("--prompt", default="", metavar="T", help="diffusion: the prompt")
@@ -181,6 +184,7 @@ def params_from_args(args) -> "StyleParams":
         preserve_color=args.preserve_color,
         look=args.look,
         denoise_window=args.denoise_window,
+        denoise_strength=args.denoise_strength,
         model=args.model or "",
         prompt=args.prompt,
         negative_prompt=args.negative_prompt,

@@ -30,7 +30,7 @@ from pipeline.engines.base import resize_to
 from pipeline.errors import BadInputError, CancelledError, OutOfMemoryError, VdiffError
 from pipeline.events import Cancelled, CancelToken, Event, Failed, Finished, FrameReady, Started, Step
 from pipeline.request import RenderRequest
-from pipeline.temporal.stabilizer import Stabilizer, is_stateful, motion
+from pipeline.temporal.stabilizer import Stabilizer, is_stateful, motion, propagates_flow
 from pipeline.video import VideoInfo, VideoReader, VideoWriter, probe, verify_output
 from pipeline.video.probe import check_renderable
 from pipeline.video.writer import check_output_path, even_size
@@ -108,6 +108,7 @@ def render_frames(
         # 2. prepare
         engine = engine or create_engine(request.params)
         engine.prepare(cancel)
+        _measure_source(engine, info)
         out_size = engine.output_size(info.width, info.height)
         entry = None
         if request.use_cache:
@@ -207,7 +208,7 @@ def _run_stages(plan: _Plan, cancel: CancelToken, writer: VideoWriter | None) ->
     engine runs in that one thread, in order. Either way the frames come out in order and equal.
     """
     ahead = _computes_ahead(plan)
-    flows = plan.stabilizer is not None and plan.engine.params.temporal_flow
+    flows = plan.stabilizer is not None and propagates_flow(plan.engine.params)
     workers = _frame_workers(plan.engine) if ahead else 1
     batch = max(1, int(getattr(plan.engine, "batch_frames", 1))) if ahead else 1
     units_q: queue.Queue = queue.Queue(max(1, QUEUE_FRAMES // batch))  # futures of frame batches, in order
@@ -458,6 +459,7 @@ def preview_frame(
         image = entry.load(index)
         if image is not None:
             return image, True
+    _measure_source(engine, reader.info)
     radius = engine.temporal_radius
     lo, hi = max(0, index - radius), min(reader.info.frame_count, index + radius + 1)
     frames = [reader.frame(i) for i in range(lo, hi)]
@@ -468,6 +470,13 @@ def preview_frame(
     if entry is not None and exact and not is_stateful(engine.params):
         entry.store(index, image)
     return image, False
+
+
+def _measure_source(engine: Engine, info: VideoInfo) -> None:
+    """Let the engine measure the whole clip first (the denoiser's noise level); engines without it skip."""
+    measure = getattr(engine, "measure_source", None)
+    if measure is not None:
+        measure(info)
 
 
 def output_size_for(engine: Engine, info: VideoInfo, codec: str) -> tuple[int, int]:
