@@ -7,7 +7,7 @@ channel), which covers Gaussian noise (b = 0) and shot noise. It is estimated fr
 (Immerkaer's 3x3 mask, which cancels any locally linear signal) on the flattest pixels of each
 brightness band, with a robust spread (MAD), then fitted by weighted least squares.
 
-`stabilize` applies the generalised Anscombe transform f(x) = 2 s / b * sqrt(b x + a), after which the
+`stabilize` applies the generalised Anscombe transform f(x) = 2 s / b * (sqrt(b x + a) - sqrt(a)), after which the
 noise has the same deviation s (the model's deviation at mid-grey) at every brightness, so the
 denoiser can treat it as Gaussian; `unstabilize` inverts it with the first-order bias correction.
 """
@@ -85,8 +85,9 @@ class NoiseModel:
         return self._forward(x.astype(np.float32))
 
     def _forward(self, x: np.ndarray) -> np.ndarray:
+        # minus f(0): the result stays in about the input's range (the flow is computed on it)
         s, a, b = self.sigma, self._floor(), self.b
-        return ((2.0 * s / b) * np.sqrt(np.maximum(b * x + a, 0.0))).astype(np.float32)
+        return ((2.0 * s / b) * (np.sqrt(np.maximum(b * x + a, 0.0)) - math.sqrt(a))).astype(np.float32)
 
     def _table(self) -> np.ndarray:
         table = self.__dict__.get("_levels")
@@ -101,8 +102,8 @@ class NoiseModel:
         if self._is_uniform():
             return y
         s, a, b = self.sigma, self._floor(), self.b
-        root = np.maximum(y, 0.0) * (b / (2.0 * s))
-        return (root * root - a) / b + b / 4.0
+        root = np.maximum(y.astype(np.float64) * (b / (2.0 * s)) + math.sqrt(a), 0.0)
+        return ((root * root - a) / b + b / 4.0).astype(np.float32)
 
 
 def estimate_noise(frames: Iterable[np.ndarray]) -> NoiseModel:
@@ -198,4 +199,7 @@ def _fit(level_score: np.ndarray, residual: np.ndarray) -> NoiseModel:
         return NoiseModel.uniform(math.sqrt(float(np.average(variances, weights=counts))))
     if a < 0.0:  # pure shot noise, or a fit through zero
         a = 0.0
-    return NoiseModel(float(a), float(b))
+    model = NoiseModel(float(a), float(b))
+    if not model.signal_dependent:  # within the estimate's own spread: call it uniform
+        return NoiseModel.uniform(model.sigma)
+    return model
