@@ -156,3 +156,15 @@ def test_a_clean_clip_is_left_almost_untouched(tmp_path):
     clean = list(footage_frames(3, 96, 72))
     assert rms(denoised(path)[1], clean[1]) < 2.0
     assert NoiseModel.uniform(0.0).sigma == 0.0
+
+
+def test_large_frames_are_shrunk_in_strips_with_the_same_result():
+    from pipeline.denoise import spatial
+
+    rng = np.random.default_rng(0)
+    image = (rng.random((3, 150, 70)) * 255).astype(np.float32)
+    variance = (rng.random((150, 70)) * 100 + 50).astype(np.float32)
+    for pilot in (None, image * 0.9):
+        whole = spatial.shrink(image, variance, pilot)
+        strips = spatial.shrink(image, variance, pilot, strip_pixels=2000)  # strips of 28 rows
+        assert np.array_equal(whole, strips)

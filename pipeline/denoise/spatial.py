@@ -23,6 +23,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 BLOCK = 8
 HARD_THRESHOLD = 2.7  # in noise deviations; BM3D's value for its hard-thresholding step
+STRIP_PIXELS = 1 << 18  # larger images are shrunk in strips of about this many pixels (~40 MB of blocks)
 
 
 def _dct_matrix(n: int) -> np.ndarray:
@@ -84,14 +85,31 @@ def _put_back(rows: np.ndarray, weights: np.ndarray, shape: tuple[int, int], ste
     return mean.transpose(0, 1, 3, 2, 4).reshape(c, hp, wp)
 
 
-def shrink(image: np.ndarray, variance: np.ndarray, pilot: np.ndarray | None = None, step: int = 4) -> np.ndarray:
+def shrink(image: np.ndarray, variance: np.ndarray, pilot: np.ndarray | None = None, step: int = 4,
+           strip_pixels: int = STRIP_PIXELS) -> np.ndarray:
     """Denoise a float32 (C, H, W) image whose noise has the per-pixel `variance` (HxW) in every channel.
 
     Without `pilot`: hard thresholding (the basic estimate). With `pilot` (a first denoised estimate
-    of the same image): empirical Wiener shrinkage, which keeps more of the fine detail.
+    of the same image): empirical Wiener shrinkage, which keeps more of the fine detail. Large images
+    go in horizontal strips (memory stays bounded); the result is the same as in one piece.
     """
     if BLOCK % step:
         raise ValueError(f"the block grid's step must divide {BLOCK}, got {step}")
+    _, h, w = image.shape
+    rows = max(4 * BLOCK, strip_pixels // max(w, 1)) // step * step
+    if h <= rows + 2 * BLOCK:
+        return _shrink(image, variance, pilot, step)
+    out = np.empty_like(image)
+    for top in range(0, h, rows):
+        # BLOCK rows of context on each side: every block touching the kept rows lies inside the strip
+        bottom = min(h, top + rows)
+        lo, hi = max(0, top - BLOCK), min(h, bottom + BLOCK)
+        part = _shrink(image[:, lo:hi], variance[lo:hi], None if pilot is None else pilot[:, lo:hi], step)
+        out[:, top:bottom] = part[:, top - lo: bottom - lo]
+    return out
+
+
+def _shrink(image: np.ndarray, variance: np.ndarray, pilot: np.ndarray | None, step: int) -> np.ndarray:
     _, h, w = image.shape
     padded = _pad(image, step)
     coef = _transform(_blocks(padded, step))
