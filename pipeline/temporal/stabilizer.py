@@ -36,7 +36,7 @@ def is_stateful(params: StyleParams) -> bool:
 def propagates_flow(params: StyleParams) -> bool:
     """Whether the previous output is blended in along the flow: when asked, except for the classical
     denoiser, whose own temporal stage averages the flow-aligned neighbours on both sides already
-    (propagation on top measured +0.15 dB for 25-60% more time, docs/quality.md)."""
+    (propagation on top measured +0.15 dB for 15-60% more time, docs/quality.md)."""
     return params.temporal_flow and not (params.engine == "classical" and params.look == "denoise")
 
 
