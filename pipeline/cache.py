@@ -169,13 +169,14 @@ class FrameCache:
     def total_bytes(self) -> int:
         return sum(row.bytes for row in self.usage())
 
-    def evict(self, keep: set[str] = frozenset()) -> int:
-        """Remove least recently used entries until the cache fits its bound. Returns bytes freed."""
+    def evict(self, keep: set[str] = frozenset(), room: int = 0) -> int:
+        """Remove least recently used entries until the cache fits its bound with `room` bytes to spare.
+        Returns bytes freed."""
         rows = sorted(self.usage(), key=lambda r: r.last_used)
         total = sum(r.bytes for r in rows)
         freed = 0
         for row in rows:
-            if total - freed <= self.max_bytes:
+            if total - freed + room <= self.max_bytes:
                 break
             if row.key in keep:
                 continue
