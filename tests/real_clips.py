@@ -87,26 +87,41 @@ def make_clip(
                 container.mux(packet)
             for k, stream in enumerate(streams):  # interleave audio up to this frame's time
                 while heads[k] is not None and heads[k][0] <= times[i] + 0.2:
-                    for packet in stream.encode(heads[k][1]):
-                        container.mux(packet)
+                    _mux(container, stream, heads[k][1])
                     heads[k] = next(pending[k], None)
         for packet in video.encode():
             container.mux(packet)
         for k, stream in enumerate(streams):
             while heads[k] is not None:
-                for packet in stream.encode(heads[k][1]):
-                    container.mux(packet)
+                _mux(container, stream, heads[k][1])
                 heads[k] = next(pending[k], None)
             for packet in stream.encode():
                 container.mux(packet)
     return path
 
 
+def _mux(container, stream, item) -> None:
+    if isinstance(item, av.Packet):
+        item.stream = stream
+        container.mux(item)
+        return
+    for packet in stream.encode(item):
+        container.mux(packet)
+
+
 def _audio_frames(spec: Audio, stream):
+    """(time, frame to encode) per block; PCM in big blocks as ready-made packets, as some muxers write it."""
     samples = beep_samples(spec)
     fmt = stream.codec_context.format.name if stream.codec_context.format else "fltp"
     for first in range(0, samples.shape[1], spec.packet):
         block = samples[:, first : first + spec.packet]
+        if spec.codec == "pcm_s16le" and spec.packet > 1024:
+            packet = av.Packet((block.T * 32767).astype("<i2").tobytes())
+            packet.pts = packet.dts = int(round(spec.start * spec.rate)) + first
+            packet.duration = block.shape[1]
+            packet.time_base = Fraction(1, spec.rate)
+            yield spec.start + first / spec.rate, packet
+            continue
         frame = _frame(block, fmt, spec.layout)
         frame.sample_rate = spec.rate
         frame.pts = int(round(spec.start * spec.rate)) + first
@@ -147,3 +162,10 @@ def beep_time(path: Path, index: int = 0) -> float:
     loud = np.flatnonzero(np.abs(samples) > 0.2)
     assert loud.size, "no beep in the audio"
     return start + loud[0] / rate
+
+
+def audio_streams(path: Path) -> list[tuple[str, int, str, str]]:
+    """(language, channels, layout, codec) of each audio stream, read with PyAV directly."""
+    with av.open(str(path)) as container:
+        return [((s.metadata or {}).get("language", ""), s.codec_context.channels, s.codec_context.layout.name,
+                 s.codec_context.name) for s in container.streams.audio]
