@@ -44,10 +44,6 @@ class ExpectedAudio:
     channels: int
     language: str
 
-    def to_json(self) -> dict:
-        return {"start": round(self.start, 3), "duration": round(self.duration, 3), "channels": self.channels,
-                "language": self.language}
-
 
 def source_window(source: VideoInfo, audio_range: tuple[float, float] | None) -> tuple[float, float]:
     """The range on the file's clock: seconds from the first video frame plus where that frame lies."""

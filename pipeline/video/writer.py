@@ -309,15 +309,19 @@ def _check_audio_sync(info: VideoInfo, wanted: list[ExpectedAudio], check) -> No
     check("audio streams", len(wanted), len(got), len(got) == len(wanted))
     for number, (expected, stream) in enumerate(zip(wanted, got), 1):
         start = stream.start - info.start_seconds
-        actual = {"start": round(start, 3), "duration": round(stream.duration, 3), "channels": stream.channels,
-                  "language": stream.language}
+        actual = _describe_audio(start, stream.duration, stream.channels, stream.language)
         ok = (
             abs(start - expected.start) <= SYNC_TOLERANCE
             and abs(stream.duration - expected.duration) <= SYNC_TOLERANCE
             and stream.channels == expected.channels
             and stream.language == expected.language
         )
-        check(f"audio {number}", expected.to_json(), actual, ok)
+        check(f"audio {number}", _describe_audio(expected.start, expected.duration, expected.channels, expected.language),
+              actual, ok)
+
+
+def _describe_audio(start: float, duration: float, channels: int, language: str) -> str:
+    return f"from {start:+.3f} s for {duration:.3f} s, {channels} ch" + (f", {language}" if language else "")
 
 
 def _fmt_rate(rate: Fraction) -> str:
