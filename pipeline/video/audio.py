@@ -82,7 +82,8 @@ class AudioTrack:
             if self.copied:
                 self._out_stream = output.add_stream_from_template(self._in_stream)
             else:
-                self._out_stream = _encoder_stream(output, self._in_stream, codec if codec in takes else "aac")
+                lossless = codec.startswith("pcm_") and codec in takes  # PCM stays PCM; anything else becomes AAC
+                self._out_stream = _encoder_stream(output, self._in_stream, codec if lossless else "aac")
             if stream_info.language:
                 self._out_stream.metadata["language"] = stream_info.language
         except Exception:
