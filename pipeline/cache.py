@@ -85,10 +85,19 @@ class CacheEntry:
         height, width = pixels.shape[:2]
         path = self._frame_path(index)
         temp = path.with_suffix(f".tmp{os.getpid()}")
-        with open(temp, "wb") as handle:
-            handle.write(HEADER.pack(MAGIC, zlib.crc32(pixels), height, width))
-            handle.write(pixels.data)
-        os.replace(temp, path)
+        try:
+            with open(temp, "wb") as handle:
+                handle.write(HEADER.pack(MAGIC, zlib.crc32(pixels), height, width))
+                handle.write(pixels.data)
+            os.replace(temp, path)
+        except OSError as exc:
+            try:
+                temp.unlink(missing_ok=True)
+            except OSError:
+                pass
+            if exc.filename is None:  # a failed write() names no file: name the frame for the message
+                raise OSError(exc.errno, exc.strerror, str(path)) from exc
+            raise
 
     def write_meta(self, meta: dict) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)

@@ -267,3 +267,4 @@ def test_a_removed_source_is_named_as_the_cause(clips, tmp_path):
     assert isinstance(events[-1], Failed)
     assert str(source) in events[-1].message or source.name in events[-1].message
     assert "frame cache" not in events[-1].message and "out.mp4" not in events[-1].message
+    assert not list(tmp_path.glob(".*partial*"))

@@ -64,7 +64,7 @@ def check_output_path(spec: OutputSpec, source: Path | None = None) -> None:
 
 
 class VideoWriter:
-    """Encodes frames into a temporary file; `finish()` verifies it and renames it to the target."""
+    """Encodes frames into a hidden partial; `finish(check)` verifies it, then moves it over the target."""
 
     def __init__(
         self,
@@ -102,6 +102,9 @@ class VideoWriter:
         except OSError as exc:
             self.abort()
             raise _output_error(exc, self.target) from None
+        except BaseException:  # e.g. the source's audio cannot be read: no partial is left behind
+            self.abort()
+            raise
 
     def _open_video(self) -> None:
         encoder, pix_fmt, _ = VIDEO_CODECS[self.spec.codec]
