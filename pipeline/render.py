@@ -434,6 +434,8 @@ def _decode_one(plan: _Plan, index: int) -> tuple[np.ndarray, list, int]:
     with VideoReader(plan.info.path, plan.info) as reader:
         lo, hi = max(0, index - radius), min(plan.info.frame_count, index + radius + 1)
         frames = [reader.frame(i) for i in range(lo, hi)]
+    if size is not None:  # a preview at the view's size
+        frames = [resize_to(frame, size) for frame in frames]
     return frames[index - lo], frames, index - lo
 
 
@@ -444,6 +446,7 @@ def preview_frame(
     cancel: CancelToken | None = None,
     entry: CacheEntry | None = None,
     on_step=None,
+    size: tuple[int, int] | None = None,
 ) -> tuple[np.ndarray, bool]:
     """The stylized frame `index` for a scrub preview: from the cache when there, else rendered and stored.
 
@@ -451,6 +454,8 @@ def preview_frame(
     frames do not depend on the frames before them, so it never stands in for a consistent render's.
     An engine with a faster, lower-quality preview path (`engine.preview`, e.g. diffusion's tiny
     autoencoder) uses it here, and such a frame is never stored: the export renders its own.
+    With `size` (width, height), the source frames are scaled to it first (a preview at the view's
+    pixel size, from `reader` of the source or of its proxy) and the result is never stored.
     Returns (image, from_cache). The engine must be prepared; the caller's thread owns it.
     """
     check_renderable(reader.info)
@@ -461,10 +466,12 @@ def preview_frame(
     radius = engine.temporal_radius
     lo, hi = max(0, index - radius), min(reader.info.frame_count, index + radius + 1)
     frames = [reader.frame(i) for i in range(lo, hi)]
+    if size is not None:  # a preview at the view's size
+        frames = [resize_to(frame, size) for frame in frames]
     ctx = FrameContext(index=index, cancel=cancel or CancelToken(), on_step=on_step, neighbors=frames, center=index - lo)
     preview = getattr(engine, "preview", None)
     image = (preview or engine.process)(frames[index - lo], ctx)
-    exact = preview is None or getattr(engine, "previews_exact", True)  # known once the preview ran
+    exact = size is None and (preview is None or getattr(engine, "previews_exact", True))  # known once it ran
     if entry is not None and exact and not is_stateful(engine.params):
         entry.store(index, image)
     return image, False
