@@ -83,6 +83,11 @@ class FlickerSampler:
         with self._lock:
             return (self._first is not None) + 2 * (self._queued is not None) + 2 * self._measuring
 
+    def wait_idle(self, timeout: float = 10.0) -> bool:
+        """Wait until no pair is queued or being measured."""
+        with self._lock:
+            return self._lock.wait_for(lambda: self._queued is None and not self._measuring, timeout)
+
     def close(self, wait: bool = False, timeout: float = 5.0) -> None:
         """Stop; with `wait`, measure the pair already queued first. Joins the thread (bounded)."""
         with self._lock:

@@ -92,8 +92,8 @@ class VideoReader:
         if self.repaired:
             log.warning("%s: %d damaged frame(s) replaced by their neighbour", self.path.name, self.repaired)
 
-    def _decode_indexed(self, container, stream) -> Iterator[tuple[int, np.ndarray]]:
-        """Decode packet by packet so one damaged packet does not end the stream."""
+    def _decode_indexed(self, container, stream, raw: bool = False) -> Iterator[tuple[int, np.ndarray]]:
+        """Decode packet by packet so one damaged packet does not end the stream (raw: av.VideoFrames)."""
         info = self.info
         counter = 0
         for packet in container.demux(stream):
@@ -106,7 +106,7 @@ class VideoReader:
                 if index is None:
                     index = counter
                 counter = index + 1
-                yield index, frame_to_rgb(frame, info.bit_depth, info.rotation)
+                yield index, frame if raw else frame_to_rgb(frame, info.bit_depth, info.rotation)
 
     # -- random access -------------------------------------------------------------------------
 
@@ -122,6 +122,10 @@ class VideoReader:
             self._seek(index)
         image = None
         for got_index, got in self._decoder:
+            if got_index < index - self._cache_frames:
+                self._next_index = got_index + 1
+                continue  # would leave the cache before it is used: not worth its RGB conversion
+            got = frame_to_rgb(got, self.info.bit_depth, self.info.rotation)
             self._remember(got_index, got)
             self._next_index = got_index + 1
             if got_index >= index:
@@ -136,7 +140,7 @@ class VideoReader:
             self._container = open_container(self.path)
         stream = self._container.streams.video[0]
         self._container.seek(self.info.pts[index], stream=stream, backward=True)
-        self._decoder = self._decode_indexed(self._container, stream)
+        self._decoder = self._decode_indexed(self._container, stream, raw=True)
         self._next_index = -1
 
     def _remember(self, index: int, image: np.ndarray) -> None:
