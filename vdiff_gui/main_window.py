@@ -157,7 +157,12 @@ class MainWindow(QMainWindow):
         self.device_label = QLabel("device: not loaded")
         self.device_label.setObjectName("deviceLabel")
         self.clip_label = QLabel("")
+        self.proxy_label = QLabel("")  # the scrubbing proxy being made in the background
+        self.proxy_label.setObjectName("proxyLabel")
+        self.proxy_label.setToolTip("Scrubbing and playback read a small all-intra copy of the clip once it is made;\n"
+                                    "until then they read the original. Renders and exports always read the original.")
         self.statusBar().addWidget(self.clip_label, 1)
+        self.statusBar().addPermanentWidget(self.proxy_label)
         self.statusBar().addPermanentWidget(self.device_label)
 
     def _build_menus(self) -> None:
@@ -204,8 +209,11 @@ class MainWindow(QMainWindow):
         self.playback.playing_changed.connect(self.preview.set_playing)
         self.preview.follow_changed.connect(self.actions["follow_render"].setChecked)
         self.preview.dropped_changed.connect(lambda n: self.dropped_label.setText(f"dropped {n}" if n else ""))
+        self.state.clip_changed.connect(lambda _: self.proxy_label.setText(""))
         self.state.clip_changed.connect(self.proxies.start)
         self.proxies.proxy_ready.connect(self.preview.set_proxy)
+        self.proxies.progress_changed.connect(lambda done, total: self.proxy_label.setText(f"scrub proxy {100 * done // total}%"))
+        self.preview.proxy_changed.connect(lambda proxy: self.proxy_label.setText("scrub proxy ready" if proxy else ""))
         self.compare.mode_changed.connect(lambda mode: self.actions[f"mode_{mode}"].setChecked(True))
 
     def _on_model_downloaded(self, repo_id: str) -> None:

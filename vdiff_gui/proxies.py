@@ -60,7 +60,9 @@ class ProxyMaker(QObject):
     def _make(self, info: VideoInfo, size: tuple[int, int], token: CancelToken) -> None:
         _lower_priority()
         try:
-            path = make_proxy(info, cancel=token, on_progress=self.progress_changed.emit)
+            step = max(1, info.frame_count // 50)  # about every 2%: the label needs no more
+            path = make_proxy(info, cancel=token,
+                              on_progress=lambda done, total: done % step or self.progress_changed.emit(done, total))
         except CancelledError:
             return
         except Exception:  # scrubbing keeps reading the original
