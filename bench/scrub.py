@@ -130,7 +130,7 @@ def measure(clip: Path, scrubs: int, seed: int, skip: set[int] = frozenset()) ->
         return (getattr(after, "frame_index", None) == index and not getattr(after, "showing_original", False)
                 and after.marker() is None and after.image() is not None)
 
-    async def scrub_to(index: int) -> tuple[int, float, float]:
+    async def scrub_to(index: int, timeout: float = 180.0) -> tuple[int, float, float]:
         x = round(timeline.x_of(index + 0.5))
         y = timeline.height() // 2
         began = time.perf_counter()
@@ -138,12 +138,12 @@ def measure(clip: Path, scrubs: int, seed: int, skip: set[int] = frozenset()) ->
         target = window.state.frame
         QTest.mouseRelease(timeline, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, QPoint(x, y))
         original = None
-        end = began + 60.0
+        end = began + timeout
         while not stylized(target):
             if original is None and getattr(before, "frame_index", None) == target:
                 original = time.perf_counter() - began
             if time.perf_counter() > end:
-                raise SystemExit(f"frame {target} was not shown stylized within 60 s")
+                raise SystemExit(f"frame {target} was not shown stylized within {timeout:.0f} s")
             await asyncio.sleep(0.001)
         done = time.perf_counter() - began
         return target, done, done if original is None else original
@@ -155,7 +155,7 @@ def measure(clip: Path, scrubs: int, seed: int, skip: set[int] = frozenset()) ->
         if not await spin_until(lambda: task.done() and window.state.info is not None, 120.0):
             raise SystemExit("the clip did not open")
         frame_count = window.state.info.frame_count
-        await scrub_to(frame_count // 2)  # warm-up: loads the engine
+        await scrub_to(frame_count // 2, 600.0)  # warm-up: loads the engine
         preview = window.preview
         makes_proxies = hasattr(preview, "proxy") and hasattr(window, "proxies")
         proxy_s = None

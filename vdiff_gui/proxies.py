@@ -17,7 +17,7 @@ from PySide6.QtCore import QObject, Signal
 from pipeline.errors import CancelledError
 from pipeline.events import CancelToken
 from pipeline.video import VideoInfo
-from pipeline.video.proxy import find_proxy, make_proxy, proxy_size
+from pipeline.video.proxy import PROXY_BOX, find_proxy, make_proxy, proxy_size
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,7 @@ class ProxyMaker(QObject):
         super().__init__(parent)
         self._token: CancelToken | None = None
         self._thread: threading.Thread | None = None
+        self.box = PROXY_BOX  # the proxy's frames fit in this (width, height)
         self.enabled = os.environ.get("VDIFF_NO_PROXY") != "1"  # VDIFF_NO_PROXY=1: always read the original
 
     def start(self, info: VideoInfo | None) -> None:
@@ -39,10 +40,10 @@ class ProxyMaker(QObject):
         self.cancel()
         if info is None or not self.enabled:
             return
-        size = proxy_size(info)
+        size = proxy_size(info, self.box)
         if size is None:  # already small enough to scrub at full size
             return
-        found = find_proxy(info)
+        found = find_proxy(info, self.box)
         if found is not None:
             self.proxy_ready.emit(info, str(found), size[0])
             return
@@ -61,7 +62,7 @@ class ProxyMaker(QObject):
         _lower_priority()
         try:
             step = max(1, info.frame_count // 50)  # about every 2%: the label needs no more
-            path = make_proxy(info, cancel=token,
+            path = make_proxy(info, self.box, cancel=token,
                               on_progress=lambda done, total: done % step or self.progress_changed.emit(done, total))
         except CancelledError:
             return
