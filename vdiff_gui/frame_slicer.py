@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 import traceback
 from collections import deque
 from dataclasses import dataclass
@@ -90,6 +91,10 @@ class FrameSlicer(QObject):
         # playback: the next index to decode, the loop range, and the ring (GUI and thread, under the lock)
         self._playing = False
         self._next = 0
+        self._inflight: int | None = None  # the index being decoded ahead now
+        self._due: int | None = None  # the newest index the GUI's clock asked for
+        self._seconds = 0.0  # how long decoding one frame ahead takes (a running average)
+        self._fps = 24.0
         self._range = (0, 0)
         self._ring: deque[SlicedFrame] = deque()
         self._generation = 0
@@ -161,15 +166,15 @@ class FrameSlicer(QObject):
 
     # -- playback -----------------------------------------------------------------------------
 
-    def play(self, start: int, in_point: int, out_point: int) -> None:
-        """Start decoding ahead from `start`, looping over in..out (inclusive)."""
+    def play(self, start: int, in_point: int, out_point: int, fps: float = 24.0) -> None:
+        """Start decoding ahead from `start`, looping over in..out (inclusive), for a clock at `fps`."""
         with self._cond:
-            self._playing, self._range = True, (in_point, out_point)
+            self._playing, self._range, self._fps, self._due = True, (in_point, out_point), fps, None
             self._restart(start)
 
     def stop_playback(self) -> None:
         with self._cond:
-            self._playing = False
+            self._playing, self._due = False, None
             self._ring.clear()
             self._generation += 1
 
@@ -180,16 +185,19 @@ class FrameSlicer(QObject):
                 self._restart(index)
                 request = _Request(index, None, True, PLAYBACK)
             else:
+                self._due = index
                 for k, item in enumerate(self._ring):
                     if item.index == index:
                         for _ in range(k + 1):
                             self._ring.popleft()
                         self._cond.notify_all()
                         return item
-                if self._distance(self._next, index) <= RESTART_GAP:
-                    self._ring.clear()  # all before `index`: the clock passed them
-                else:
-                    self._restart(index)
+                producer = self._next if self._inflight is None else self._inflight
+                if self.distance(producer, index) <= RESTART_GAP:
+                    self._ring.clear()  # all before `index`: the clock passed them (the thread catches up)
+                elif self.distance(index, producer) > RING_FRAMES + RESTART_GAP:
+                    self._restart(index)  # the playhead moved: decode from there
+                # else: the thread is just ahead of a frame it dropped; the next due one is coming
                 self._cond.notify_all()
                 return None
         frame = self._slice(request, *self._config())
@@ -199,7 +207,7 @@ class FrameSlicer(QObject):
 
     def _restart(self, index: int) -> None:
         self._ring.clear()
-        self._next = index
+        self._next, self._inflight = index, None
         self._generation += 1
         self._cond.notify_all()
 
@@ -207,7 +215,12 @@ class FrameSlicer(QObject):
         in_point, out_point = self._range
         return in_point if index >= out_point else index + 1
 
-    def _distance(self, a: int, b: int) -> int:
+    def _advance(self, index: int, frames: int) -> int:
+        for _ in range(frames):
+            index = self._after(index)
+        return index
+
+    def distance(self, a: int, b: int) -> int:
         """Frames from a to b in playback order (looping over the range)."""
         in_point, out_point = self._range
         if b >= a:
@@ -240,10 +253,15 @@ class FrameSlicer(QObject):
                 config = self._config()
                 request, self._pending = self._pending, None
                 if request is None:  # decode ahead
-                    request = _Request(self._next, None, True, PLAYBACK)
+                    index = self._next
+                    if self._due is not None and 0 < self.distance(index, self._due) <= RESTART_GAP:
+                        # behind the clock: skip to the frame that will be due when this one is decoded
+                        index = self._advance(self._due, int(self._seconds * self._fps))
+                    request = _Request(index, None, True, PLAYBACK)
                     generation = self._generation
-                    self._next = self._after(self._next)
+                    self._inflight, self._next = index, self._after(index)
                 self._busy = True
+                began = time.perf_counter()
             try:
                 frame = self._slice(request, *config)
             except Exception:  # never die: the view would wait forever
@@ -251,6 +269,9 @@ class FrameSlicer(QObject):
                 frame = None
             with self._cond:
                 self._busy = False
+                if request.serial == PLAYBACK:
+                    self._inflight = None
+                    self._seconds = 0.7 * self._seconds + 0.3 * (time.perf_counter() - began)
                 self._cond.notify_all()
                 if frame is None:
                     continue

@@ -90,7 +90,8 @@ class PreviewController(QObject):
             self._on_user_moved()
             self.dropped, self._due = 0, None
             self.dropped_changed.emit(0)
-            self.slicer.play(self.state.frame, self.state.in_point, self.state.out_point)
+            fps = float(self.state.info.fps) if self.state.info is not None else 24.0
+            self.slicer.play(self.state.frame, self.state.in_point, self.state.out_point, fps)
         else:
             self.slicer.stop_playback()
             self.show_current()
@@ -155,7 +156,7 @@ class PreviewController(QObject):
     def _show_due(self, index: int) -> None:
         """Playback: show frame `index` if decoded ahead; count the frames the clock passed unshown."""
         if self._due is not None and index != self._due[0]:
-            passed = self.slicer._distance(self._due[0], index)
+            passed = self.slicer.distance(self._due[0], index)
             if passed <= RESTART_GAP:  # further: the user moved the playhead
                 self.dropped += passed - 1 + (not self._due[1])
                 self.dropped_changed.emit(self.dropped)
