@@ -20,6 +20,7 @@ from pathlib import Path
 from PySide6.QtCore import QThread, Signal
 
 from pipeline.cache import CacheEntry, FrameCache
+from pipeline.editing.region import RegionEdit, has_region
 from pipeline.engines import Engine, create_engine
 from pipeline.errors import CancelledError, OutOfMemoryError, VdiffError
 from pipeline.events import Cancelled, CancelToken, Failed, Finished, FrameReady, Started, Step
@@ -290,7 +291,8 @@ class RenderWorker(QThread):
             info = request.info
             size = fit_within(info.width, info.height, request.box)
             image, from_cache = preview_frame(engine, self._preview_reader(request), request.index, token, entry,
-                                              on_step, size=None if size == (info.width, info.height) else size)
+                                              on_step, edit=self._region_of(request.params, info),
+                                              size=None if size == (info.width, info.height) else size)
             image = resize_to(image, fit_within(image.shape[1], image.shape[0], request.box))
         except CancelledError:
             return
@@ -303,6 +305,15 @@ class RenderWorker(QThread):
             self.preview_failed.emit(f"internal error: {type(exc).__name__}: {exc}", "error")
         else:
             self.preview_ready.emit(request.index, image, from_cache, request.params)
+
+    def _region_of(self, params: StyleParams, info: VideoInfo) -> RegionEdit | None:
+        """The region edit previews use, tracked once over the whole clip and kept while it is unchanged."""
+        if not has_region(params):
+            return None
+        key = (str(info.path), params.mask, params.mask_anchors, params.mask_feather)
+        if getattr(self, "_region", (None, None))[0] != key:
+            self._region = (key, RegionEdit(params, info, 0, info.frame_count))
+        return self._region[1]
 
     def _run_render(self, request: RenderRequest, token: CancelToken) -> None:
         try:
@@ -325,41 +336,41 @@ class RenderWorker(QThread):
                 self._paused = False
 
     def _dispatch(self, events, request: RenderRequest) -> None:
-        """Turn each pipeline event into a signal."""
-        meter = FlickerSampler(request.source, self.flicker_changed.emit, start=request.start)  # its own thread
+        """Turn each pipeline event into a signal. Nothing slow happens here: the render waits for this
+        loop (its event queue is bounded), so the flicker meter runs on its own thread (FlickerSampler:
+        sampled pairs at reduced size, skipped while it is busy)."""
+        meter = FlickerSampler(request.source, self.flicker_changed.emit, start=request.start)
         self.flicker_pairs = meter.measured
-        try:
-            self._forward(events, request, meter)
-        finally:
-            meter.close(wait=True)
-
-    def _forward(self, events, request: RenderRequest, meter: FlickerSampler) -> None:
         computed: deque[float] = deque(maxlen=FPS_WINDOW)
         last_frame_signal = 0.0
-        for event in events:
-            if isinstance(event, FrameReady):
-                meter.offer(event.index, event.image, getattr(event, "source", None))
-                now = time.perf_counter()
-                if not event.from_cache:
-                    computed.append(now)
-                if now - last_frame_signal >= FRAME_SIGNAL_INTERVAL or event.done == event.total:
-                    last_frame_signal = now
-                    self.frame_rendered.emit(event.index, event.image)
-                self.progress_changed.emit(event.done, event.total, _rate(computed))
-                self._serve_cached_preview(request)
-            elif isinstance(event, Step):
-                self.step_changed.emit(event.index, event.step, event.steps)
-            elif isinstance(event, Started):
-                self.device_changed.emit(event.device)
-                self.render_started.emit(event.total, event.cached)
-            elif isinstance(event, Finished):
-                if self._engine is not None:
-                    self.device_changed.emit(self._engine.device)  # a low-memory fallback changes it
-                self.render_finished.emit(dataclasses.asdict(event))
-            elif isinstance(event, Cancelled):
-                self.render_cancelled.emit()
-            elif isinstance(event, Failed):
-                self.render_failed.emit(event.message, event.kind)
+        try:
+            for event in events:
+                if isinstance(event, FrameReady):
+                    meter.offer(event.index, event.image, getattr(event, "source", None))
+                    now = time.perf_counter()
+                    if not event.from_cache:
+                        computed.append(now)
+                    if now - last_frame_signal >= FRAME_SIGNAL_INTERVAL or event.done == event.total:
+                        last_frame_signal = now
+                        self.frame_rendered.emit(event.index, event.image)
+                    self.progress_changed.emit(event.done, event.total, _rate(computed))
+                    self._serve_cached_preview(request)
+                elif isinstance(event, Step):
+                    self.step_changed.emit(event.index, event.step, event.steps)
+                elif isinstance(event, Started):
+                    self.device_changed.emit(event.device)
+                    self.render_started.emit(event.total, event.cached)
+                elif isinstance(event, Finished):
+                    meter.close(wait=True)  # the pair already queued is measured before the render is reported done
+                    if self._engine is not None:
+                        self.device_changed.emit(self._engine.device)  # a low-memory fallback changes it
+                    self.render_finished.emit(dataclasses.asdict(event))
+                elif isinstance(event, Cancelled):
+                    self.render_cancelled.emit()
+                elif isinstance(event, Failed):
+                    self.render_failed.emit(event.message, event.kind)
+        finally:
+            meter.close()
 
     def _serve_cached_preview(self, request: RenderRequest) -> None:
         """While a render runs, answer a pending preview at once when its frame is already cached."""
