@@ -499,8 +499,6 @@ def _decode_one(plan: _Plan, index: int) -> tuple[np.ndarray, list, int]:
     with VideoReader(plan.info.path, plan.info) as reader:
         lo, hi = max(0, index - radius), min(plan.info.frame_count, index + radius + 1)
         frames = [reader.frame(i) for i in range(lo, hi)]
-    if size is not None:  # a preview at the view's size
-        frames = [resize_to(frame, size) for frame in frames]
     return frames[index - lo], frames, index - lo
 
 
