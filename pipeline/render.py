@@ -511,6 +511,7 @@ def preview_frame(
     entry: CacheEntry | None = None,
     on_step=None,
     edit: RegionEdit | None = None,
+    size: tuple[int, int] | None = None,
 ) -> tuple[np.ndarray, bool]:
     """The stylized frame `index` for a scrub preview: from the cache when there, else rendered and stored.
 
@@ -518,7 +519,10 @@ def preview_frame(
     frames do not depend on the frames before them, so it never stands in for a consistent render's.
     An engine with a faster, lower-quality preview path (`engine.preview`, e.g. diffusion's tiny
     autoencoder) uses it here, and such a frame is never stored: the export renders its own.
-    `edit` (pipeline.editing) limits the change to its mask. Returns (image, from_cache). The engine must be prepared; the caller's thread owns it.
+    `edit` (pipeline.editing) limits the change to its mask. With `size` (width, height), the source
+    frames are scaled to it first (a preview at the view's pixel size, from `reader` of the source or
+    of its proxy) and the result is never stored.
+    Returns (image, from_cache). The engine must be prepared; the caller's thread owns it.
     """
     check_renderable(reader.info)
     if entry is not None:
@@ -529,6 +533,8 @@ def preview_frame(
     radius = engine.temporal_radius
     lo, hi = max(0, index - radius), min(reader.info.frame_count, index + radius + 1)
     frames = [reader.frame(i) for i in range(lo, hi)]
+    if size is not None:  # a preview at the view's size
+        frames = [resize_to(frame, size) for frame in frames]
     ctx = FrameContext(index=index, cancel=cancel or CancelToken(), on_step=on_step, neighbors=frames, center=index - lo)
     source = frames[index - lo]
     if edit is not None:
@@ -537,7 +543,7 @@ def preview_frame(
     image = (preview or engine.process)(source, ctx)
     if edit is not None:
         image = edit.apply(index, source, image)
-    exact = preview is None or getattr(engine, "previews_exact", True)  # known once the preview ran
+    exact = size is None and (preview is None or getattr(engine, "previews_exact", True))  # known once it ran
     if entry is not None and exact and not is_stateful(engine.params):
         entry.store(index, image)
     return image, False
