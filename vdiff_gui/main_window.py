@@ -21,6 +21,7 @@ from vdiff_gui.jobs import JobController
 from vdiff_gui.presets import PresetStore
 from vdiff_gui.preview import PreviewController
 from vdiff_gui.project_state import ProjectState
+from vdiff_gui.proxies import ProxyMaker
 from vdiff_gui.render_worker import RenderWorker
 from vdiff_gui.settings import AppSettings
 from vdiff_gui.shortcuts import TypingGuard, shuttle_rate
@@ -65,6 +66,7 @@ class MainWindow(QMainWindow):
         self.preview = PreviewController(self.state, self.worker, self.compare, self.timeline, self.show_error, self)
         self.playback = PlaybackController(self.state, self)
         self.documents = DocumentController(self.state, self.settings, self.timeline, self)
+        self.proxies = ProxyMaker(self)  # scrubbing proxies, made in the background when a clip opens
         self.export_dialog: ExportDialog | None = None
         self.export_box: QMessageBox | None = None
         self.device = ""
@@ -143,12 +145,16 @@ class MainWindow(QMainWindow):
         a("go_start", "Go to Start", lambda: s.set_frame(0), "Home")
         a("go_end", "Go to End", lambda: s.set_frame(s.last_frame), "End")
         a("about", "&About vdiff", self.show_about)
+        follow = a("follow_render", "&Follow Render", lambda checked: self.preview.set_follow_render(checked), None, True)
+        follow.setChecked(self.preview.follow_render)
+        follow.setToolTip("While a render runs, show each new frame; moving the playhead yourself turns this off")
 
     def _build_layout(self) -> None:
         toolbar = QWidget()
         row = QHBoxLayout(toolbar)
         row.setContentsMargins(0, 0, 0, 0)
-        for name in ("mode_side-by-side", "mode_wipe", "mode_after", None, "zoom_fit", "zoom_100", None, "play"):
+        for name in ("mode_side-by-side", "mode_wipe", "mode_after", None, "zoom_fit", "zoom_100", None, "play",
+                     "follow_render"):
             if name is None:
                 row.addSpacing(16)
                 continue
@@ -163,6 +169,11 @@ class MainWindow(QMainWindow):
         self.shuttle_label.setObjectName("shuttleLabel")
         row.addSpacing(16)
         row.addWidget(self.shuttle_label)
+        self.dropped_label = QLabel("")  # frames playback could not show in time
+        self.dropped_label.setObjectName("droppedLabel")
+        self.dropped_label.setToolTip("Frames skipped during playback because they were not decoded in time")
+        row.addSpacing(12)
+        row.addWidget(self.dropped_label)
         row.addStretch(1)
         left = QWidget()
         column = QVBoxLayout(left)
@@ -186,7 +197,12 @@ class MainWindow(QMainWindow):
         self.device_label = QLabel("device: not loaded")
         self.device_label.setObjectName("deviceLabel")
         self.clip_label = QLabel("")
+        self.proxy_label = QLabel("")  # the scrubbing proxy being made in the background
+        self.proxy_label.setObjectName("proxyLabel")
+        self.proxy_label.setToolTip("Scrubbing and playback read a small all-intra copy of the clip once it is made;\n"
+                                    "until then they read the original. Renders and exports always read the original.")
         self.statusBar().addWidget(self.clip_label, 1)
+        self.statusBar().addPermanentWidget(self.proxy_label)
         self.statusBar().addPermanentWidget(self.device_label)
         self.jobs_dock = QDockWidget("Jobs", self)
         self.jobs_dock.setObjectName("jobsDock")
@@ -216,7 +232,7 @@ class MainWindow(QMainWindow):
         for names in (("mode_side-by-side", "mode_wipe", "mode_after"), ("zoom_fit", "zoom_100", "zoom_in", "zoom_out"),
                       ("timeline_zoom_in", "timeline_zoom_out", "timeline_fit"),
                       ("play", "shuttle_j", "shuttle_k", "shuttle_l", "prev_frame", "next_frame", "back_second",
-                       "forward_second"),
+                       "forward_second", "follow_render"),
                       ("set_in", "set_out", "clear_in_out", "go_start", "go_end")):
             for name in names:
                 view.addAction(act[name])
@@ -246,6 +262,13 @@ class MainWindow(QMainWindow):
         self.documents.clip_opened.connect(self._on_clip_opened)
         self.documents.project_saved.connect(lambda _: self._update_title())
         self.playback.playing_changed.connect(self.preview.set_playing)
+        self.preview.follow_changed.connect(self.actions["follow_render"].setChecked)
+        self.preview.dropped_changed.connect(lambda n: self.dropped_label.setText(f"dropped {n}" if n else ""))
+        self.state.clip_changed.connect(lambda _: self.proxy_label.setText(""))
+        self.state.clip_changed.connect(self.proxies.start)
+        self.proxies.proxy_ready.connect(self.preview.set_proxy)
+        self.proxies.progress_changed.connect(lambda done, total: self.proxy_label.setText(f"scrub proxy {100 * done // total}%"))
+        self.preview.proxy_changed.connect(lambda proxy: self.proxy_label.setText("scrub proxy ready" if proxy else ""))
         self.compare.mode_changed.connect(lambda mode: self.actions[f"mode_{mode}"].setChecked(True))
         self.compare.zoom_changed.connect(self._on_zoom_changed)
         self.playback.rate_changed.connect(lambda _: self._show_shuttle())
@@ -314,6 +337,7 @@ class MainWindow(QMainWindow):
 
     def _on_clip_opened(self, info) -> None:
         self.banner.hide()
+        self.compare.source_width = info.width
         audio = "audio" if info.has_audio else "no audio"
         self.clip_label.setText(f"{info.path.name} · {info.width}×{info.height} · {float(info.fps):.3g} fps · "
                                 f"{info.frame_count} frames · {info.duration:.2f} s · {audio}")
@@ -479,6 +503,7 @@ class MainWindow(QMainWindow):
         self.settings.set_params(self.state.params)
         self.settings.sync()
         self.param_panel.model.cancel_download()
+        self.proxies.cancel(wait_s=5.0)
         if not self.worker.stop(timeout_ms):
             log.warning("the worker did not stop within %d ms (a model load?); it ends with the process", CLOSE_WAIT_MS)
         self.preview.close()

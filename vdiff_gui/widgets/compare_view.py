@@ -234,6 +234,7 @@ class CompareView(QWidget):
 
     mode_changed = Signal(str)
     zoom_changed = Signal(object)  # None (fit) or the zoom factor
+    fit_changed = Signal(bool)  # zoom to fit (True) or 100%
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -252,6 +253,7 @@ class CompareView(QWidget):
         self.before_view.set_placeholder("Open a video: File ▸ Open…, or drop a file here")
         self.mode = "side-by-side"
         self.zoom: float | None = None  # None: fit
+        self.source_width: int | None = None  # the clip's width: zoom levels count its pixels
 
     def set_mode(self, mode: str) -> None:
         if mode not in MODES:
@@ -275,6 +277,7 @@ class CompareView(QWidget):
         for view in (self.before_view, self.after_view):
             view.set_zoom(zoom, pan)
         self.zoom_changed.emit(zoom)
+        self.fit_changed.emit(zoom is None)  # previews are made at the fitted size only
 
     def shown_view(self) -> FrameView:
         return self.before_view if self.before_view.isVisible() else self.after_view
@@ -282,7 +285,11 @@ class CompareView(QWidget):
     def zoom_by(self, steps: int, anchor: QPointF | None = None, view: FrameView | None = None) -> None:
         """Step through ZOOM_LEVELS from the zoom on screen, keeping the point under `anchor` in place."""
         view = view or self.shown_view()
-        zoom = next_zoom(view.effective_zoom(), steps)
+        current = view.effective_zoom()
+        shown = self.before_view.image()
+        if self.fit and self.source_width and shown is not None:  # fitted previews come scaled to the view
+            current *= shown.width() / self.source_width
+        zoom = next_zoom(current, steps)
         anchor = QPointF(view.width() / 2, view.height() / 2) if anchor is None else anchor
         self.set_zoom(zoom, view.pan_keeping(zoom, anchor))
 

@@ -52,11 +52,9 @@ def history_entry(result: dict) -> dict:
 
 
 def existing_output(spec: OutputSpec) -> bool:
-    """Whether writing `spec` replaces something: the file, or frames in the PNG folder."""
-    path = Path(spec.path)
-    if spec.codec == "png":
-        return path.is_dir() and any(path.glob("frame_*.png"))
-    return path.exists()
+    """Whether writing `spec` replaces a file (a PNG folder that is not empty needs the "replace the
+    frame_*.png files" box instead, which check_output_path asks for)."""
+    return spec.codec != "png" and Path(spec.path).exists()
 
 
 class ExportDialog(QDialog):
@@ -87,6 +85,9 @@ class ExportDialog(QDialog):
         self.max_side.setToolTip("The longer side of the output; a size other than the preview's renders every frame again")
         self.audio = QCheckBox("copy the clip's audio")
         self.audio.setChecked(info.has_audio)
+        self.overwrite = QCheckBox("replace the frame_*.png files in a folder that is not empty")
+        self.overwrite.setObjectName("exportOverwrite")
+        self.overwrite.setToolTip("Only frame_*.png files are replaced; nothing else in the folder is touched")
         self.range_in_out = QRadioButton(f"in to out: frames {in_point}–{out_point} ({out_point - in_point + 1})")
         self.range_all = QRadioButton(f"whole clip: {info.frame_count} frames")
         self.range_in_out.setChecked(True)
@@ -113,6 +114,7 @@ class ExportDialog(QDialog):
         form.addRow("Audio", self.audio)
         form.addRow("Range", ranges)
         form.addRow("Output", path_row)
+        form.addRow("", self.overwrite)
         self.error = QLabel("")
         self.error.setObjectName("exportError")
         self.error.setWordWrap(True)
@@ -198,6 +200,7 @@ class ExportDialog(QDialog):
         suffix = next(s for _, c, s in FORMATS if c == codec)
         self.crf.setEnabled(codec in ("h264", "h265"))
         self.audio.setEnabled(self.info.has_audio and codec != "png")
+        self.overwrite.setEnabled(codec == "png")
         path = Path(self.path.text())
         stem = path.stem if path.suffix in (".mp4", ".mov", ".mkv") else path.name
         self.path.setText(str(path.with_name(stem + suffix)))
@@ -219,6 +222,7 @@ class ExportDialog(QDialog):
             codec=self.codec,
             crf=self.crf.value(),
             audio=self.audio.isChecked() and self.audio.isEnabled(),
+            overwrite=self.overwrite.isChecked() and self.overwrite.isEnabled(),
         )
         start, end = (self.in_point, self.out_point + 1) if self.range_in_out.isChecked() else (0, self.info.frame_count)
         return RenderRequest(self.info.path, self.params.replace(max_side=self.max_side.value()), start, end, spec)

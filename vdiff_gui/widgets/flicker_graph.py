@@ -2,7 +2,8 @@
 source's (the floor a stable render can reach), so a user sees where it flickers; a click jumps there.
 
 It lines up with the TimelineWidget it is given (same zoom and scroll) and reads values from the
-worker's flicker_measured signal: frame i's value measures the change from frame i-1 to frame i.
+worker's flicker_measured signal: frame i's value measures the change from frame i-1 to frame i, on
+the pairs the worker's FlickerSampler measures (a pair every few frames, at reduced size).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from vdiff_gui.widgets.timeline import TimelineWidget
 HEIGHT = 46
 RENDER_COLOUR = QColor(255, 140, 60)
 SOURCE_COLOUR = QColor(140, 170, 210)
+SPAN = 4  # frames a bar may cover: the sampler measures a pair every few frames
 
 
 class FlickerGraph(QWidget):
@@ -70,15 +72,17 @@ class FlickerGraph(QWidget):
             return
         painter.setClipRect(plot)
         scale, width = self._scale(), self.timeline.x_of(1) - self.timeline.x_of(0)
-        for index, (render, source) in self.values.items():
-            x = self.timeline.x_of(index)
+        frames = sorted(self.values)
+        for n, index in enumerate(frames):  # the meter samples pairs: a bar spans to the next one (4 frames at most)
+            render, source = self.values[index]
+            span = min(SPAN, frames[n + 1] - index) if n + 1 < len(frames) else 1
             height = plot.height() * render / scale
             colour = RENDER_COLOUR if render > 1.5 * source else RENDER_COLOUR.darker(130)
-            painter.fillRect(QRectF(x, plot.bottom() - height, max(1.0, width - 1), height), colour)
+            painter.fillRect(QRectF(self.timeline.x_of(index), plot.bottom() - height, max(1.0, span * width - 1), height), colour)
         path = QPainterPath()  # the source's floor as a line over the bars
-        for n, index in enumerate(sorted(self.values)):
+        for n, index in enumerate(frames):
             point = QPointF(self.timeline.x_of(index + 0.5), plot.bottom() - plot.height() * self.values[index][1] / scale)
-            path.moveTo(point) if n == 0 or index - 1 not in self.values else path.lineTo(point)
+            path.moveTo(point) if n == 0 else path.lineTo(point)
         painter.setPen(QPen(SOURCE_COLOUR, 1.5))
         painter.drawPath(path)
         x = self.timeline.x_of(self.state.frame + 0.5)
