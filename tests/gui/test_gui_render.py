@@ -150,7 +150,7 @@ def test_flicker_meter_gives_vdiff_metrics_number_on_its_sampled_pairs(window, q
     frames = tmp_path / "frames"
     request = RenderRequest(small_clip, window.state.params, 2, 12, OutputSpec(frames, codec="png"))
     assert list(render_frames(request))[-1].rendered == 0  # all from the cache the GUI filled
-    result = subprocess.run([sys.executable, "-m", "pipeline", "metrics", str(small_clip), str(frames), "--start", "2"],
+    result = subprocess.run([sys.executable, "-m", "pipeline", "metrics", str(small_clip), str(frames), "--start", "2", "--per-frame"],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     measured = json.loads(result.stdout)["warp_error"]
