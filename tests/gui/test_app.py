@@ -67,7 +67,7 @@ def test_dropping_a_video_on_the_window_opens_it(window, qtbot, small_clip):
 def test_a_model_that_is_not_cached_offline_shows_the_model_error(window, qtbot, small_clip):
     open_clip(qtbot, window, small_clip)
     window.state.edit(engine="diffusion", model="nobody/no-such-model")
-    qtbot.waitUntil(window.banner.isVisible, timeout=60000)
+    qtbot.waitUntil(window.banner.isVisible, timeout=180000)
     text = window.banner.label.text()
     assert text.startswith("Preview failed:") and "nobody/no-such-model" in text
     assert window.compare.after_view.showing_original
