@@ -26,11 +26,10 @@ import numpy as np
 
 from pipeline.cache import CacheEntry, FrameCache, render_key
 from pipeline.engines import Engine, FrameContext, create_engine
-from pipeline.engines.base import resize_to
 from pipeline.errors import BadInputError, CancelledError, OutOfMemoryError, VdiffError
 from pipeline.events import Cancelled, CancelToken, Event, Failed, Finished, FrameReady, Started, Step
 from pipeline.request import RenderRequest
-from pipeline.temporal.stabilizer import Stabilizer, is_stateful, motion
+from pipeline.temporal.stabilizer import Stabilizer, flow_source, is_stateful, motion
 from pipeline.video import VideoInfo, VideoReader, VideoWriter, probe, verify_output
 from pipeline.video.probe import check_renderable
 from pipeline.video.writer import check_output_path, even_size
@@ -265,7 +264,7 @@ def _run_stages(plan: _Plan, cancel: CancelToken, writer: VideoWriter | None) ->
             flow = None
             if image is None and previous is not None and flows:
                 size = plan.engine.output_size(frame.shape[1], frame.shape[0])
-                flow = motion(resize_to(previous, size), resize_to(frame, size), plan.engine.params.flow_blend)
+                flow = motion(flow_source(previous, size), flow_source(frame, size), plan.engine.params.flow_blend)
             result = [index, frame, context(index, neighbors, center), image, image is not None, flow]
             results.append(result)
             if ahead and image is None:
@@ -314,7 +313,7 @@ def _run_stages(plan: _Plan, cancel: CancelToken, writer: VideoWriter | None) ->
                     image = plan.stabilizer.process(engine, frame, ctx, flow)
                 elif not ahead:
                     image = plan.engine.process(frame, ctx)
-                if not put(results_q, (index, image, from_cache)):
+                if not put(results_q, (index, image, from_cache, flow)):
                     return
         put(results_q, _DONE)
 
@@ -325,13 +324,13 @@ def _run_stages(plan: _Plan, cancel: CancelToken, writer: VideoWriter | None) ->
             item = get(results_q)
             if item is _DONE:
                 break
-            index, image, from_cache = item
+            index, image, from_cache, flow = item
             if plan.entry is not None and not from_cache:
                 plan.entry.store(index, image)
             if writer is not None:
                 writer.write(image, plan.info.pts[index] - plan.info.pts[plan.start])
             done += 1
-            events_q.put(FrameReady(index, image, from_cache, done, total))
+            events_q.put(FrameReady(index, image, from_cache, done, total, motion=flow))
 
     threads = [
         threading.Thread(target=guarded, args=(stage,), name=f"vdiff-{stage.__name__}", daemon=True)

@@ -19,6 +19,7 @@ import av
 import numpy as np
 
 from pipeline.errors import BadInputError, OutputError
+from pipeline.profile import stage
 from pipeline.request import OutputSpec
 from pipeline.video.probe import VideoInfo, probe
 
@@ -126,6 +127,7 @@ class VideoWriter:
         stream.thread_type = "AUTO"
         self._video = stream
 
+    @stage("encode")
     def write(self, image: np.ndarray, pts: int) -> None:
         """Add a frame shown at `pts` (in time_base units, 0 = the first output frame)."""
         if pts <= self.last_pts:
@@ -156,6 +158,7 @@ class VideoWriter:
         self.frames += 1
         self.last_pts = pts
 
+    @stage("encode")
     def finish(self) -> Path:
         """Flush, close, and move the finished file over the target. Returns the target path."""
         try:
