@@ -19,7 +19,7 @@ import numpy as np
 DIS_PRESET = cv2.DISOPTICAL_FLOW_PRESET_MEDIUM
 
 
-def _flow_side_setting(default: int = 320) -> int:
+def _flow_side_setting(default: int = 480) -> int:
     text = os.environ.get("VDIFF_FLOW_SIDE", "").strip()
     return int(text) if text.isdigit() else default
 
