@@ -104,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--profile", nargs="?", const="-", metavar="JSON",
                         help="print per-stage times (decode, engine, flow, consistency, cache, encode), CPU and "
                         "peak memory on stderr at the end; with a path, also write them there as JSON "
-                        "(VDIFF_PROFILE=1 does the same for any render)")
+                        "(VDIFF_PROFILE=1: the same without the flag)")
     _add_engine_options(render)
 
     preview = sub.add_parser("preview", help="stylize one frame to a PNG (alone: temporal consistency needs a render)")

@@ -1,6 +1,7 @@
 """Per-stage times of a render: where the time of decode, engine, flow, consistency, cache and encode goes.
 
-Off unless asked for (`vdiff render --profile`, or VDIFF_PROFILE=1 for any render in the process).
+Off unless asked for: `vdiff render --profile` (or VDIFF_PROFILE=1), or a `profiling()` block around any
+render driven from Python (bench/peers.py, bench/flow_size.py).
 The stages' functions carry `@stage("name")` (or `@stage_iter` for a generator); while a `profiling()`
 block is open, each call adds its wall time and its thread's CPU time to that stage. Times are
 exclusive: a stage called inside another (the engine inside the consistency step) is counted once,
