@@ -24,8 +24,8 @@ def _flow_side_setting(default: int = 480) -> int:
     return int(text) if text.isdigit() else default
 
 
-# longer side of a render's flow in pixels (bench/flow_size.py: within 1% of the full-size flow's warp
-# error on 480p to 1080p footage); VDIFF_FLOW_SIDE overrides it, 0 means the frames' own size
+# longer side of a render's flow in pixels (bench/flow_size.py: a warp error within 3-5% of the full-size
+# flow's on 480p to 1080p footage, at 1/3 to 1/17 of its cost); VDIFF_FLOW_SIDE=N overrides, 0: full size
 FLOW_MAX_SIDE = _flow_side_setting()
 
 
