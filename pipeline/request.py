@@ -10,13 +10,14 @@ from pipeline.errors import BadInputError
 
 ENGINES = ("fast-style", "classical", "diffusion")
 CODECS = ("h264", "h265", "prores", "png")
+MAX_DENOISE_STRENGTH = 100.0  # a noise deviation past this leaves no picture to recover
 CLASSICAL_LOOKS = ("stylization", "pencil", "pencil-color", "cartoon", "edge-preserving", "denoise")
 
 # which StyleParams fields change an engine's pixels; used for the cache key and the GUI panel
 TEMPORAL_FIELDS = ("temporal_flow", "flow_blend", "color_anchor")
 ENGINE_FIELDS = {
     "fast-style": ("style", "style_image", "strength", "preserve_color", "max_side", *TEMPORAL_FIELDS),
-    "classical": ("look", "strength", "denoise_window", "max_side", *TEMPORAL_FIELDS),
+    "classical": ("look", "strength", "denoise_window", "denoise_strength", "max_side", *TEMPORAL_FIELDS),
     "diffusion": (
         "model", "prompt", "negative_prompt", "strength", "steps", "guidance",
         "seed", "scheduler", "max_side", *TEMPORAL_FIELDS, "shared_noise", "cross_frame_attention",
@@ -36,6 +37,8 @@ class StyleParams:
     # classical
     look: str = "stylization"
     denoise_window: int = 5  # frames in the temporal denoising window (odd)
+    # the noise deviation at mid-grey in 0-255 levels; None: estimated per clip (pipeline.denoise)
+    denoise_strength: float | None = None
     # diffusion
     model: str = ""
     prompt: str = ""
@@ -79,6 +82,11 @@ class StyleParams:
             raise BadInputError(f"the flow blend must be between 0 and 1, got {self.flow_blend}")
         if self.denoise_window < 1 or self.denoise_window % 2 == 0:
             raise BadInputError(f"the denoise window must be an odd number of frames, got {self.denoise_window}")
+        if self.denoise_strength is not None and not 0.0 < self.denoise_strength <= MAX_DENOISE_STRENGTH:
+            raise BadInputError(
+                f"the denoise strength is a noise level above 0 and at most {MAX_DENOISE_STRENGTH:g} "
+                f"(0-255 levels, e.g. 20), got {self.denoise_strength:g}"
+            )
         if self.steps < 1:
             raise BadInputError(f"steps must be at least 1, got {self.steps}")
         if self.max_side < 0:
@@ -173,6 +181,8 @@ class OutputSpec:
     codec: str = "h264"
     crf: int = 18
     audio: bool = True
+    # a PNG sequence into a folder that is not empty: replace its frame_*.png files, touch nothing else
+    overwrite: bool = False
 
     def __post_init__(self) -> None:
         if self.codec not in CODECS:
@@ -194,22 +204,28 @@ class RenderRequest:
 
 
 
-def parse_position(text: str, fps: float, frame_count: int) -> int:
-    """Turn '120' (frame), '4.5s', '1:02.5' or '00:01:02.5' (time) into a frame index."""
+def parse_position(text: str, fps: float, frame_count: int, timeline=None) -> int:
+    """Turn '120' (frame), '4.5s', '1:02.5' or '00:01:02.5' (time) into a frame index.
+
+    Pass the clip's VideoInfo as `timeline`: a time then picks the frame whose timestamp is nearest
+    (through the timestamp index, so variable-frame-rate clips resolve right), and the clip's end time
+    gives frame_count. Without it the average rate `fps` is used.
+    """
     text = text.strip()
     try:
         if ":" in text:
             seconds = 0.0
             for part in text.split(":"):
                 seconds = seconds * 60 + float(part)
-            return round(seconds * fps)
-        if text.endswith("s"):
-            return round(float(text[:-1]) * fps)
-        if "." in text:
-            return round(float(text) * fps)
-        value = int(text)
+        elif text.endswith("s"):
+            seconds = float(text[:-1])
+        elif "." in text:
+            seconds = float(text)
+        else:
+            value = int(text)
+            if value < 0:
+                value += frame_count  # negative counts from the end, like Python slices
+            return value
     except ValueError:
         raise BadInputError(f"cannot read '{text}' as a frame number or a time (e.g. 120, 4.5s, 1:02.5)") from None
-    if value < 0:
-        value += frame_count  # negative counts from the end, like Python slices
-    return value
+    return timeline.frame_at(seconds) if timeline is not None else round(seconds * fps)

@@ -19,6 +19,7 @@ from vdiff_gui.jobs import JobController
 from vdiff_gui.presets import PresetStore
 from vdiff_gui.preview import PreviewController
 from vdiff_gui.project_state import ProjectState
+from vdiff_gui.proxies import ProxyMaker
 from vdiff_gui.render_worker import RenderWorker
 from vdiff_gui.settings import AppSettings
 from vdiff_gui.widgets.banner import MessageBanner
@@ -53,6 +54,7 @@ class MainWindow(QMainWindow):
         self.preview = PreviewController(self.state, self.worker, self.compare, self.timeline, self.show_error, self)
         self.playback = PlaybackController(self.state, self)
         self.documents = DocumentController(self.state, self.settings, self.timeline, self)
+        self.proxies = ProxyMaker(self)  # scrubbing proxies, made in the background when a clip opens
         self.export_dialog: ExportDialog | None = None
         self.export_box: QMessageBox | None = None
         self.device = ""
@@ -113,18 +115,27 @@ class MainWindow(QMainWindow):
         a("go_start", "Go to Start", lambda: s.set_frame(0), "Home")
         a("go_end", "Go to End", lambda: s.set_frame(s.last_frame), "End")
         a("about", "&About vdiff", self.show_about)
+        follow = a("follow_render", "&Follow Render", lambda checked: self.preview.set_follow_render(checked), None, True)
+        follow.setChecked(self.preview.follow_render)
+        follow.setToolTip("While a render runs, show each new frame; moving the playhead yourself turns this off")
 
     def _build_layout(self) -> None:
         toolbar = QWidget()
         row = QHBoxLayout(toolbar)
         row.setContentsMargins(0, 0, 0, 0)
-        for name in ("mode_side-by-side", "mode_wipe", "mode_after", None, "zoom_fit", "zoom_100", None, "play"):
+        for name in ("mode_side-by-side", "mode_wipe", "mode_after", None, "zoom_fit", "zoom_100", None, "play",
+                     "follow_render"):
             if name is None:
                 row.addSpacing(16)
                 continue
             button = QToolButton()
             button.setDefaultAction(self.actions[name])
             row.addWidget(button)
+        self.dropped_label = QLabel("")  # frames playback could not show in time
+        self.dropped_label.setObjectName("droppedLabel")
+        self.dropped_label.setToolTip("Frames skipped during playback because they were not decoded in time")
+        row.addSpacing(12)
+        row.addWidget(self.dropped_label)
         row.addStretch(1)
         left = QWidget()
         column = QVBoxLayout(left)
@@ -147,7 +158,12 @@ class MainWindow(QMainWindow):
         self.device_label = QLabel("device: not loaded")
         self.device_label.setObjectName("deviceLabel")
         self.clip_label = QLabel("")
+        self.proxy_label = QLabel("")  # the scrubbing proxy being made in the background
+        self.proxy_label.setObjectName("proxyLabel")
+        self.proxy_label.setToolTip("Scrubbing and playback read a small all-intra copy of the clip once it is made;\n"
+                                    "until then they read the original. Renders and exports always read the original.")
         self.statusBar().addWidget(self.clip_label, 1)
+        self.statusBar().addPermanentWidget(self.proxy_label)
         self.statusBar().addPermanentWidget(self.device_label)
 
     def _build_menus(self) -> None:
@@ -168,7 +184,7 @@ class MainWindow(QMainWindow):
         edit.addAction(act["redo"])
         view = bar.addMenu("&View")
         for names in (("mode_side-by-side", "mode_wipe", "mode_after"), ("zoom_fit", "zoom_100"),
-                      ("play", "prev_frame", "next_frame", "back_second", "forward_second"),
+                      ("play", "prev_frame", "next_frame", "back_second", "forward_second", "follow_render"),
                       ("set_in", "set_out", "go_start", "go_end")):
             for name in names:
                 view.addAction(act[name])
@@ -192,6 +208,13 @@ class MainWindow(QMainWindow):
         self.documents.clip_opened.connect(self._on_clip_opened)
         self.documents.project_saved.connect(lambda _: self._update_title())
         self.playback.playing_changed.connect(self.preview.set_playing)
+        self.preview.follow_changed.connect(self.actions["follow_render"].setChecked)
+        self.preview.dropped_changed.connect(lambda n: self.dropped_label.setText(f"dropped {n}" if n else ""))
+        self.state.clip_changed.connect(lambda _: self.proxy_label.setText(""))
+        self.state.clip_changed.connect(self.proxies.start)
+        self.proxies.proxy_ready.connect(self.preview.set_proxy)
+        self.proxies.progress_changed.connect(lambda done, total: self.proxy_label.setText(f"scrub proxy {100 * done // total}%"))
+        self.preview.proxy_changed.connect(lambda proxy: self.proxy_label.setText("scrub proxy ready" if proxy else ""))
         self.compare.mode_changed.connect(lambda mode: self.actions[f"mode_{mode}"].setChecked(True))
 
     def _on_model_downloaded(self, repo_id: str) -> None:
@@ -328,6 +351,7 @@ class MainWindow(QMainWindow):
         self.settings.set_params(self.state.params)
         self.settings.sync()
         self.param_panel.model.cancel_download()
+        self.proxies.cancel(wait_s=5.0)
         self.worker.stop()
         self.preview.close()
         self.documents.close()

@@ -26,8 +26,10 @@ from pipeline.errors import CancelledError, OutOfMemoryError, VdiffError
 from pipeline.events import Cancelled, CancelToken, Failed, Finished, FrameReady, Started, Step
 from pipeline.render import open_cache_entry, preview_frame, render_frames
 from pipeline.request import RenderRequest, StyleParams
-from pipeline.temporal import FlickerMeter
-from pipeline.video import VideoInfo, VideoReader, probe
+from pipeline.engines.base import resize_to
+from pipeline.temporal.flicker_sampler import FlickerSampler
+from pipeline.video import VideoInfo, VideoReader
+from vdiff_gui.frame_slicer import fit_within, proxy_fits
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,8 @@ class PreviewRequest:
     params: StyleParams
     index: int
     start: int = 0  # where a render of this range starts: temporally consistent frames depend on it
+    box: tuple[int, int] | None = None  # the view's size in device pixels: previewed at that size (None: full size)
+    proxy: tuple[Path, int] | None = None  # the scrubbing proxy (path, width) to read the source from, when sharp enough
 
 
 def error_kind(exc: BaseException) -> str:
@@ -92,7 +96,7 @@ class RenderWorker(QThread):
     device_changed = Signal(str)
     loading_changed = Signal(str)  # what is loading ("" when done)
     cache_entry_changed = Signal(str, object, int)  # cache folder, the StyleParams and range start it holds frames for
-    flicker_changed = Signal(float, float, int)  # running warp error of the render, of its source (the floor), pairs
+    flicker_changed = Signal(float, float, int)  # warp error of the render's sampled pairs, of its source (the floor), pairs
 
     def __init__(self, cache: FrameCache | None = None, parent=None):
         super().__init__(parent)
@@ -111,15 +115,19 @@ class RenderWorker(QThread):
         self._failed: tuple[StyleParams, VdiffError] | None = None
         self._reader: VideoReader | None = None
         self._reader_info: VideoInfo | None = None
+        self._proxy_reader: tuple[Path, VideoReader] | None = None
         self._entry: CacheEntry | None = None
         self._entry_for: tuple | None = None
+        self.flicker_pairs: list[int] = []  # the first index of each pair the last render's flicker meter measured
 
     # -- thread-safe API (any thread) ------------------------------------------------------------
 
-    def submit_preview(self, info: VideoInfo, params: StyleParams, index: int, start: int = 0) -> None:
+    def submit_preview(self, info: VideoInfo, params: StyleParams, index: int, start: int = 0,
+                       box: tuple[int, int] | None = None, proxy: tuple[Path, int] | None = None) -> None:
         """Ask for stylized frame `index` (of a range starting at `start`, whose render it may find in the
-        cache); replaces a pending preview and cancels a different one in flight."""
-        request = PreviewRequest(info, params, index, start)
+        cache), made at the size that fits `box` (renders and exports stay full size), reading the source
+        from `proxy` when that is sharp enough; replaces a pending preview and cancels a different one in flight."""
+        request = PreviewRequest(info, params, index, start, box, proxy)
         with self._cond:
             if self._preview != request:
                 self._preview_token.cancel()
@@ -211,6 +219,8 @@ class RenderWorker(QThread):
             self._close_engine()
             if self._reader is not None:
                 self._reader.close()
+            if self._proxy_reader is not None:
+                self._proxy_reader[1].close()
 
     def _wait_while_paused(self, cancel: CancelToken) -> None:
         with self._cond:
@@ -262,14 +272,28 @@ class RenderWorker(QThread):
             self._reader, self._reader_info = VideoReader(info.path, info), info
         return self._reader
 
+    def _preview_reader(self, request: PreviewRequest) -> VideoReader:
+        """The proxy's reader when the proxy is sharp enough for the view, else the source's."""
+        proxy = request.proxy
+        if proxy is None or not proxy_fits(proxy[1], request.info, request.box):
+            return self._reader_of(request.info)
+        if self._proxy_reader is None or self._proxy_reader[0] != proxy[0]:
+            if self._proxy_reader is not None:
+                self._proxy_reader[1].close()
+            self._proxy_reader = (proxy[0], VideoReader(proxy[0]))
+        return self._proxy_reader[1]
+
     def _run_preview(self, request: PreviewRequest, token: CancelToken) -> None:
         try:
             engine = self._ensure_engine(request.params, token)
             entry = self._entry_of(request.info, engine, request.start)
             on_step = lambda step, steps: self.step_changed.emit(request.index, step, steps)  # noqa: E731
-            edit = self._region_of(request.params, request.info)
-            image, from_cache = preview_frame(engine, self._reader_of(request.info), request.index, token, entry, on_step,
-                                              edit=edit)
+            info = request.info
+            size = fit_within(info.width, info.height, request.box)
+            image, from_cache = preview_frame(engine, self._preview_reader(request), request.index, token, entry,
+                                              on_step, edit=self._region_of(request.params, info),
+                                              size=None if size == (info.width, info.height) else size)
+            image = resize_to(image, fit_within(image.shape[1], image.shape[0], request.box))
         except CancelledError:
             return
         except VdiffError as exc:
@@ -312,43 +336,41 @@ class RenderWorker(QThread):
                 self._paused = False
 
     def _dispatch(self, events, request: RenderRequest) -> None:
-        """Turn each pipeline event into a signal."""
+        """Turn each pipeline event into a signal. Nothing slow happens here: the render waits for this
+        loop (its event queue is bounded), so the flicker meter runs on its own thread (FlickerSampler:
+        sampled pairs at reduced size, skipped while it is busy)."""
+        meter = FlickerSampler(request.source, self.flicker_changed.emit, start=request.start)
+        self.flicker_pairs = meter.measured
         computed: deque[float] = deque(maxlen=FPS_WINDOW)
         last_frame_signal = 0.0
-        meter = FlickerMeter()  # the same measure as `vdiff metrics`, over the frames as they arrive
-        for event in events:
-            if isinstance(event, FrameReady):
-                self._measure_flicker(meter, request, event)
-                now = time.perf_counter()
-                if not event.from_cache:
-                    computed.append(now)
-                if now - last_frame_signal >= FRAME_SIGNAL_INTERVAL or event.done == event.total:
-                    last_frame_signal = now
-                    self.frame_rendered.emit(event.index, event.image)
-                self.progress_changed.emit(event.done, event.total, _rate(computed))
-                self._serve_cached_preview(request)
-            elif isinstance(event, Step):
-                self.step_changed.emit(event.index, event.step, event.steps)
-            elif isinstance(event, Started):
-                self.device_changed.emit(event.device)
-                self.render_started.emit(event.total, event.cached)
-            elif isinstance(event, Finished):
-                if self._engine is not None:
-                    self.device_changed.emit(self._engine.device)  # a low-memory fallback changes it
-                self.render_finished.emit(dataclasses.asdict(event))
-            elif isinstance(event, Cancelled):
-                self.render_cancelled.emit()
-            elif isinstance(event, Failed):
-                self.render_failed.emit(event.message, event.kind)
-
-    def _measure_flicker(self, meter: FlickerMeter, request: RenderRequest, event: FrameReady) -> None:
-        """Feed the flicker meter; the render's stages keep running meanwhile (bounded queues)."""
-        info = self._reader_info
-        if info is None or info.path != Path(request.source):
-            info = probe(request.source)
-        score = meter.add(event.index, self._reader_of(info).frame(event.index), event.image)
-        if score is not None:
-            self.flicker_changed.emit(score, meter.floor, meter.pairs)
+        try:
+            for event in events:
+                if isinstance(event, FrameReady):
+                    meter.offer(event.index, event.image, getattr(event, "source", None))
+                    now = time.perf_counter()
+                    if not event.from_cache:
+                        computed.append(now)
+                    if now - last_frame_signal >= FRAME_SIGNAL_INTERVAL or event.done == event.total:
+                        last_frame_signal = now
+                        self.frame_rendered.emit(event.index, event.image)
+                    self.progress_changed.emit(event.done, event.total, _rate(computed))
+                    self._serve_cached_preview(request)
+                elif isinstance(event, Step):
+                    self.step_changed.emit(event.index, event.step, event.steps)
+                elif isinstance(event, Started):
+                    self.device_changed.emit(event.device)
+                    self.render_started.emit(event.total, event.cached)
+                elif isinstance(event, Finished):
+                    meter.close(wait=True)  # the pair already queued is measured before the render is reported done
+                    if self._engine is not None:
+                        self.device_changed.emit(self._engine.device)  # a low-memory fallback changes it
+                    self.render_finished.emit(dataclasses.asdict(event))
+                elif isinstance(event, Cancelled):
+                    self.render_cancelled.emit()
+                elif isinstance(event, Failed):
+                    self.render_failed.emit(event.message, event.kind)
+        finally:
+            meter.close()
 
     def _serve_cached_preview(self, request: RenderRequest) -> None:
         """While a render runs, answer a pending preview at once when its frame is already cached."""
@@ -364,6 +386,7 @@ class RenderWorker(QThread):
         with self._cond:
             if self._preview is preview:
                 self._preview = None
+        image = resize_to(image, fit_within(image.shape[1], image.shape[0], preview.box))
         self.preview_ready.emit(preview.index, image, True, preview.params)
 
 

@@ -65,6 +65,10 @@ class Engine(ABC):
     def prepare(self, cancel: CancelToken | None = None) -> None:
         """Load what the engine needs; may be slow. Called once before the first process()."""
 
+    def measure_source(self, info) -> None:
+        """Told the source (a VideoInfo) before its first frame is processed; engines whose settings
+        depend on the whole clip (the denoiser's noise level) measure it here. Cheap when repeated."""
+
     @abstractmethod
     def process(self, frame: np.ndarray, ctx: FrameContext) -> np.ndarray:
         """Return the stylized frame. Its size is output_size() of the input's size."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections import OrderedDict
 from pathlib import Path
@@ -15,6 +16,8 @@ from pipeline.profile import stage_iter
 from pipeline.video.probe import VideoInfo, open_container, probe
 
 log = logging.getLogger(__name__)
+
+SEEK_BACKOFF = (0, 8, 32, 128, 1 << 62)  # frames before the wanted one to seek to; the last: the start
 
 
 def frame_to_rgb(frame: av.VideoFrame, bit_depth: int, rotation: int) -> np.ndarray:
@@ -46,7 +49,9 @@ class VideoReader:
         self.info = info or probe(path)
         self.path = Path(path)
         self.repaired = 0
-        self._index_of = {pts: i for i, pts in enumerate(self.info.pts)}
+        self._index_of: dict[int, int] = {}
+        for i, pts in enumerate(self.info.pts):
+            self._index_of.setdefault(pts, i)  # equal timestamps: the first; the others follow in order
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
         self._cache_frames = cache_frames
         self._container = None
@@ -61,14 +66,11 @@ class VideoReader:
         start, end = self._check_range(start, end)
         if start >= end:
             return
-        with open_container(self.path) as container:
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            if start > 0:
-                container.seek(self.info.pts[start], stream=stream, backward=True)
+        container, decoded = self._open_at(start)
+        with container:
             expected = start
             previous = None
-            for index, image in self._decode_indexed(container, stream):
+            for index, image in decoded:
                 if index < expected:
                     continue
                 if index >= end:
@@ -94,8 +96,29 @@ class VideoReader:
         if self.repaired:
             log.warning("%s: %d damaged frame(s) replaced by their neighbour", self.path.name, self.repaired)
 
-    def _decode_indexed(self, container, stream) -> Iterator[tuple[int, np.ndarray]]:
-        """Decode packet by packet so one damaged packet does not end the stream."""
+    def _open_at(self, index: int, raw: bool = False):
+        """A container and a decoder positioned at the keyframe at or before `index`.
+
+        A seek can land past the wanted frame (MPEG-TS, B-frames: the keyframe's packet comes before
+        its timestamp), which would lose frames; then it seeks again further back, and at last decodes
+        from the start of the file.
+        """
+        for back in SEEK_BACKOFF:
+            target = index - back
+            container = open_container(self.path)
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            if target > 0:
+                container.seek(self.info.pts[target], stream=stream, backward=True)
+            decoded = self._decode_indexed(container, stream, raw)
+            first = next(decoded, None)
+            if target <= 0 or (first is not None and first[0] <= index):
+                return container, itertools.chain([first] if first is not None else [], decoded)
+            container.close()
+        raise AssertionError("unreachable: the last attempt decodes from the start")
+
+    def _decode_indexed(self, container, stream, raw: bool = False) -> Iterator[tuple[int, np.ndarray]]:
+        """Decode packet by packet so one damaged packet does not end the stream (raw: av.VideoFrames)."""
         info = self.info
         counter = 0
         for packet in container.demux(stream):
@@ -105,10 +128,10 @@ class VideoReader:
                 continue
             for frame in frames:
                 index = self._index_of.get(frame.pts) if frame.pts is not None else None
-                if index is None:
-                    index = counter
+                if index is None or (index < counter < info.frame_count and info.pts[counter] == frame.pts):
+                    index = counter  # no timestamp, or the next of several frames sharing one
                 counter = index + 1
-                yield index, frame_to_rgb(frame, info.bit_depth, info.rotation)
+                yield index, frame if raw else frame_to_rgb(frame, info.bit_depth, info.rotation)
 
     # -- random access -------------------------------------------------------------------------
 
@@ -124,6 +147,10 @@ class VideoReader:
             self._seek(index)
         image = None
         for got_index, got in self._decoder:
+            if got_index < index - self._cache_frames:
+                self._next_index = got_index + 1
+                continue  # would leave the cache before it is used: not worth its RGB conversion
+            got = frame_to_rgb(got, self.info.bit_depth, self.info.rotation)
             self._remember(got_index, got)
             self._next_index = got_index + 1
             if got_index >= index:
@@ -134,11 +161,9 @@ class VideoReader:
         return image
 
     def _seek(self, index: int) -> None:
-        if self._container is None:
-            self._container = open_container(self.path)
-        stream = self._container.streams.video[0]
-        self._container.seek(self.info.pts[index], stream=stream, backward=True)
-        self._decoder = self._decode_indexed(self._container, stream)
+        if self._container is not None:
+            self._container.close()
+        self._container, self._decoder = self._open_at(index, raw=True)  # converted to RGB by frame()
         self._next_index = -1
 
     def _remember(self, index: int, image: np.ndarray) -> None:

@@ -176,6 +176,7 @@ class CompareView(QWidget):
     """Holds beforeView and afterView and keeps them on the same frame, mode, zoom and pan."""
 
     mode_changed = Signal(str)
+    fit_changed = Signal(bool)  # zoom to fit (True) or 100%
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -207,6 +208,7 @@ class CompareView(QWidget):
         self.fit = fit
         for view in (self.before_view, self.after_view):
             view.set_fit(fit)
+        self.fit_changed.emit(fit)
 
     def show_frame(self, index: int, before: QImage, after: QImage | None, marker: str | None = None) -> None:
         """Show frame `index`: the original, and the stylized frame (or the original with `marker`)."""

@@ -16,7 +16,9 @@ from PySide6.QtWidgets import (
     QPushButton, QScrollArea, QSlider, QSpinBox, QVBoxLayout, QWidget,
 )
 
-from pipeline.request import CLASSICAL_LOOKS, ENGINE_FIELDS, ENGINES, StyleParams
+from pipeline.engines.base import fit_size
+from pipeline.errors import VdiffError
+from pipeline.request import CLASSICAL_LOOKS, ENGINE_FIELDS, ENGINES, MAX_DENOISE_STRENGTH, StyleParams
 from vdiff_gui.presets import PresetStore
 from vdiff_gui.project_state import ProjectState
 from vdiff_gui.settings import DEVICES
@@ -71,6 +73,7 @@ class ParamPanel(QScrollArea):
         self._schedulers_requested = False  # their module imports torch: only once diffusion is chosen
         self._build()
         state.params_changed.connect(self._on_params_changed)
+        state.clip_changed.connect(lambda _info: self._show_noise_estimate(state.params))
         self._on_params_changed(state.params)
         scrollbar = self.verticalScrollBar().sizeHint().width()
         self.setMinimumWidth(max(400, body.minimumSizeHint().width() + scrollbar + 6))
@@ -172,6 +175,7 @@ class ParamPanel(QScrollArea):
         # classical
         self._combo("look", "Look", CLASSICAL_LOOKS)
         self._spin("denoise_window", "Window", 1, 15, step=2, suffix=" frames")
+        self._denoise_strength_row()
         # diffusion
         self.model = ModelPicker()
         self.model.model_chosen.connect(lambda text: s.edit(model=text))
@@ -232,6 +236,44 @@ class ParamPanel(QScrollArea):
         self.device = self._combo("device", "Device", DEVICES)
         self.device.setObjectName("deviceCombo")
 
+    # the denoiser's noise level: the clip's estimate, shown beside the spin box that overrides it
+    def _denoise_strength_row(self) -> None:
+        spin = QDoubleSpinBox()
+        spin.setRange(0.0, MAX_DENOISE_STRENGTH)
+        spin.setSingleStep(1.0)
+        spin.setDecimals(1)
+        spin.setSpecialValueText("auto")  # 0: the clip's estimate
+        spin.setKeyboardTracking(False)
+        spin.valueChanged.connect(lambda v: self.state.edit(denoise_strength=round(v, 1) or None))
+        self.noise_estimate = QLabel()
+        self.noise_estimate.setObjectName("noiseEstimate")
+        self._noise_shown_for: tuple | None = None
+        self._add("denoise_strength", "Noise σ", _row(spin, self.noise_estimate), lambda v: spin.setValue(v or 0.0))
+
+    def _show_noise_estimate(self, p: StyleParams) -> None:
+        """Estimate the clip's noise in the background when the denoise look is on (once per clip and size)."""
+        info = self.state.info
+        if p.engine != "classical" or p.look != "denoise" or info is None:
+            return
+        size = fit_size(info.width, info.height, p.max_side)
+        if self._noise_shown_for == (info.path, size):
+            return
+        self._noise_shown_for = (info.path, size)
+        self.noise_estimate.setText("estimating…")
+        start_task(self._estimate_noise(info.path, size))
+
+    async def _estimate_noise(self, path, size) -> None:
+        from pipeline.denoise import clip_noise
+
+        try:
+            model = await run_blocking(clip_noise, path, size)
+        except (OSError, VdiffError) as exc:
+            text = f"no estimate: {exc}"
+        else:
+            text = f"clip: {model.describe()}"
+        if self._noise_shown_for == (path, size):  # still the clip and size shown
+            self.noise_estimate.setText(text)
+
     def _show_scheduler(self, name: str) -> None:
         if self.scheduler.findText(name) < 0:
             self.scheduler.addItem(name)
@@ -280,6 +322,10 @@ class ParamPanel(QScrollArea):
                 self.load_scheduler_names()
         if p.engine == "classical" and p.look != "denoise":
             visible.discard("denoise_window")
+            visible.discard("denoise_strength")
+        if p.engine == "classical" and p.look == "denoise":  # its own temporal stage replaces propagation
+            visible -= {"temporal_flow", "flow_blend"}
+            self._show_noise_estimate(p)
         if not getattr(p, "temporal_flow", True):
             visible.discard("flow_blend")
         if not p.mask_anchors and not p.mask:

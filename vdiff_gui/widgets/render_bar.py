@@ -27,10 +27,12 @@ class RenderBar(QWidget):
         self.status.setObjectName("renderStatus")
         self.status.setMinimumWidth(260)
         self.score: float | None = None  # the meter's last warp error
+        self.pairs = 0  # over this many sampled frame pairs
         self.flicker = QLabel("")
         self.flicker.setObjectName("flickerMeter")
         self.flicker.setToolTip(
-            "Flicker of the rendered range: the warp error of Lai et al. 2018, as `vdiff metrics` measures it,\n"
+            "Flicker of the rendered range: the warp error of Lai et al. 2018, as `vdiff metrics` measures it, on\n"
+            "pairs of frames sampled as they arrive and shrunk to 320 px (the full measure: `vdiff metrics`),\n"
             "beside the same measure on the source (the floor a stable render can reach). Lower is steadier."
         )
         self.export_button = QPushButton("Export…")
@@ -54,11 +56,11 @@ class RenderBar(QWidget):
 
     def show_flicker(self, score: float, floor: float, pairs: int) -> None:
         """The running flicker meter: the render's warp error and the source's, over `pairs` frame pairs."""
-        self.score = score
+        self.score, self.pairs = score, pairs
         self.flicker.setText(f"flicker {score * 1000:.2f} (source {floor * 1000:.2f}) ×10⁻³")
 
     def clear_flicker(self) -> None:
-        self.score = None
+        self.score, self.pairs = None, 0
         self.flicker.setText("")
 
     def _on_progress(self, done: int, total: int) -> None:
