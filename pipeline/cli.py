@@ -144,6 +144,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "(cached frames are always reused; this makes it explicit)")
     render.add_argument("--no-cache", action="store_true", help="neither read nor write the frame cache")
     render.add_argument("--quiet", action="store_true", help="no progress bar")
+    render.add_argument("--profile", nargs="?", const="-", metavar="JSON",
+                        help="print per-stage times (decode, engine, flow, consistency, cache, encode), CPU and "
+                        "peak memory on stderr at the end; with a path, also write them there as JSON "
+                        "(VDIFF_PROFILE=1: the same without the flag)")
     _add_engine_options(render)
     _add_editing_options(render)
 
@@ -301,8 +305,8 @@ def _check_style_image(params) -> None:
 def _cmd_render(args) -> int:
     from pipeline.cache import FrameCache, render_key
     from pipeline.engines import create_engine
-    from pipeline.events import Cancelled, CancelToken, Failed, Finished, FrameReady, Started, Step
-    from pipeline.render import cache_description, render_frames, resolve_range
+    from pipeline.profile import enabled_by_environment, profiling
+    from pipeline.render import cache_description, resolve_range
     from pipeline.request import OutputSpec, RenderRequest, parse_position
     from pipeline.video import probe
 
@@ -320,6 +324,21 @@ def _cmd_render(args) -> int:
         have = len(entry.indices() & set(range(start, end))) if entry else 0
         print(f"vdiff: resuming: {have} of {end - start} frames recovered from the cache", file=sys.stderr)
     progress = ProgressBar(end - start, quiet=args.quiet)
+    profile_to = args.profile or ("-" if enabled_by_environment() else None)
+    if profile_to is None:
+        return _render_with_progress(request, progress)
+    with profiling() as profile:
+        code = _render_with_progress(request, progress)
+    print(profile.table(end - start), file=sys.stderr)
+    if profile_to != "-":
+        Path(profile_to).write_text(json.dumps(profile.to_json(end - start), indent=1), encoding="utf-8")
+    return code
+
+
+def _render_with_progress(request, progress) -> int:
+    from pipeline.events import Cancelled, CancelToken, Failed, Finished, FrameReady, Started, Step
+    from pipeline.render import render_frames
+
     cancel = CancelToken()
     for event in render_frames(request, cancel):
         if isinstance(event, Started):

@@ -32,7 +32,7 @@ from pipeline.editing.region import RegionEdit, has_region
 from pipeline.errors import BadInputError, CancelledError, OutOfMemoryError, VdiffError
 from pipeline.events import Cancelled, CancelToken, Event, Failed, Finished, FrameReady, Started, Step
 from pipeline.request import RenderRequest
-from pipeline.temporal.stabilizer import Stabilizer, is_stateful, motion, propagates_flow
+from pipeline.temporal.stabilizer import Stabilizer, flow_source, is_stateful, motion, propagates_flow
 from pipeline.video import VideoInfo, VideoReader, VideoWriter, probe, verify_output
 from pipeline.video.probe import check_renderable
 from pipeline.video.writer import check_output_path, even_size
@@ -313,7 +313,7 @@ def _run_stages(plan: _Plan, cancel: CancelToken, writer: VideoWriter | None) ->
             flow = None
             if image is None and previous is not None and flows:
                 size = plan.engine.output_size(frame.shape[1], frame.shape[0])
-                flow = motion(resize_to(previous, size), resize_to(frame, size), plan.engine.params.flow_blend)
+                flow = motion(flow_source(previous, size), flow_source(frame, size), plan.engine.params.flow_blend)
             result = [index, frame, context(index, neighbors, center), image, image is not None, flow]
             if image is None and plan.edit is not None:  # the engine may keep the source outside it too
                 result[2].mask = plan.edit.mask_at(index, plan.out_size)
@@ -368,7 +368,7 @@ def _run_stages(plan: _Plan, cancel: CancelToken, writer: VideoWriter | None) ->
                     image = plan.edit.apply(index, frame, image)
                     if plan.stabilizer is not None:
                         plan.stabilizer.replace_output(image)
-                if not put(results_q, (index, image, from_cache)):
+                if not put(results_q, (index, image, from_cache, flow)):
                     return
         put(results_q, _DONE)
 
@@ -380,7 +380,7 @@ def _run_stages(plan: _Plan, cancel: CancelToken, writer: VideoWriter | None) ->
             item = get(results_q)
             if item is _DONE:
                 break
-            index, image, from_cache = item
+            index, image, from_cache, flow = item
             if plan.entry is not None and not from_cache:
                 if plan.budget is not None:
                     plan.budget.before_store(image.nbytes)
@@ -388,7 +388,7 @@ def _run_stages(plan: _Plan, cancel: CancelToken, writer: VideoWriter | None) ->
             if writer is not None:
                 writer.write(image, stamps[index - plan.start])
             done += 1
-            if not put(events_q, FrameReady(index, image, from_cache, done, total)):  # waits while the consumer is behind
+            if not put(events_q, FrameReady(index, image, from_cache, done, total, motion=flow)):  # waits while the consumer is behind
                 return
 
     threads = [

@@ -10,6 +10,7 @@ import numpy as np
 
 from pipeline.errors import CancelledError
 from pipeline.events import CancelToken
+from pipeline.profile import stage
 from pipeline.request import StyleParams
 
 
@@ -50,6 +51,12 @@ class Engine(ABC):
 
     name: str = ""
     temporal_radius: int = 0  # neighbours needed on each side of a frame
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        for method in ("process", "process_batch"):  # every engine's frames count as the "engine" stage
+            if method in cls.__dict__:
+                setattr(cls, method, stage("engine")(cls.__dict__[method]))
 
     def __init__(self, params: StyleParams):
         self.params = params

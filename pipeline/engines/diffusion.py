@@ -23,6 +23,7 @@ from pipeline.engines.diffusion_models import (
     check_scheduler,
     compile_unet,
     dtype_label,
+    gpu_path_on_cpu,
     load_img2img_pipeline,
     load_tiny_autoencoder,
     resolve_device,
@@ -116,7 +117,7 @@ class DiffusionEngine(Engine):
 
     def _update_device_label(self) -> None:
         """e.g. 'cuda (bf16)', 'cuda (fp16, low memory, compiled)', 'cpu'."""
-        notes = [dtype_label(self._dtype)] if self._torch_device == "cuda" else []
+        notes = [dtype_label(self._dtype)] if self._torch_device == "cuda" or self._dtype != torch.float32 else []
         if self._low_memory:
             notes.append("low memory")
         if self._compile:
@@ -128,7 +129,7 @@ class DiffusionEngine(Engine):
         """Threads a render may run process() in at once for frames that do not depend on each other:
         one per core on the CPU (small convolutions scale better across frames than across threads,
         and a loaded machine does not stall them at thread-pool barriers); one on a GPU (it batches)."""
-        if self._torch_device != "cpu" or self._low_memory:
+        if self._torch_device != "cpu" or self._low_memory or gpu_path_on_cpu():
             return 1
         try:
             return max(1, len(os.sched_getaffinity(0)))
@@ -138,7 +139,8 @@ class DiffusionEngine(Engine):
     @property
     def batch_frames(self) -> int:
         """Frames per UNet call for frames that do not depend on each other."""
-        return CUDA_BATCH_FRAMES if self._torch_device == "cuda" and not self._low_memory else 1
+        gpu_path = self._torch_device == "cuda" or gpu_path_on_cpu()
+        return CUDA_BATCH_FRAMES if gpu_path and not self._low_memory else 1
 
     @contextmanager
     def parallel(self, workers: int):

@@ -59,7 +59,23 @@ def resolve_device(device: str) -> tuple[str, torch.dtype]:
         raise BadInputError(f"unknown device '{device}'; use auto, cpu or cuda")
     if device == "cuda" or (device == "auto" and cuda):
         return "cuda", cuda_dtype()
-    return "cpu", torch.float32
+    return "cpu", gpu_path_dtype() if gpu_path_on_cpu() else torch.float32
+
+
+GPU_PATH_ENV = "VDIFF_CPU_GPU_PATH"  # "1": CPU runs take the CUDA path's dtype, layout and batching (tests)
+
+
+def gpu_path_on_cpu() -> bool:
+    """Whether CPU runs take the CUDA path: its dtype (bf16), channels-last models, SDPA attention and
+    batched frames, so that a CPU test catches a dtype, layout or device mismatch of that path. Only
+    what needs CUDA itself (pinned memory, cuDNN, the CUDA dtype probe) stays GPU-only."""
+    return os.environ.get(GPU_PATH_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def gpu_path_dtype() -> torch.dtype:
+    """The CUDA path's dtype on a CPU: bf16 (what current GPUs get), or VDIFF_CUDA_DTYPE=fp16."""
+    return torch.float16 if os.environ.get("VDIFF_CUDA_DTYPE", "").strip().lower() in ("fp16", "float16") \
+        else torch.bfloat16
 
 
 def cuda_dtype() -> torch.dtype:
@@ -351,7 +367,7 @@ def place_pipeline(pipe, device: str, low_memory: bool = False) -> None:
     if not low_memory:
         try:
             pipe.to(device)
-            if device == "cuda":
+            if device == "cuda" or gpu_path_on_cpu():
                 tune_for_cuda(pipe)
             return
         except torch.OutOfMemoryError:

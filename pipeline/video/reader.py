@@ -12,6 +12,7 @@ import av
 import numpy as np
 
 from pipeline.errors import BadInputError
+from pipeline.profile import stage_iter
 from pipeline.video.probe import VideoInfo, open_container, probe
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ class VideoReader:
 
     # -- streaming ----------------------------------------------------------------------------
 
+    @stage_iter("decode")
     def iter_frames(self, start: int = 0, end: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
         """Yield (index, image) for start <= index < end, in order, each exactly once."""
         start, end = self._check_range(start, end)
