@@ -101,7 +101,7 @@ def _load_single_file(path: Path, dtype):
                 f"the ControlNet '{path.name}' does not match its config.json ({len(missing)} missing and "
                 f"{len(unexpected)} unexpected weights)"
             )
-        return net.to(dtype).eval()
+        return (net if dtype == torch.float32 else net.to(dtype)).eval()
     kwargs = {"config": str(config.parent)} if config is not None else {}
     from pipeline.engines.diffusion_models import _dtype_kwargs
 
@@ -127,7 +127,9 @@ def controlnet_pipeline(pipe, nets: list):
     from diffusers import AutoPipelineForImage2Image
 
     try:
-        return AutoPipelineForImage2Image.from_pipe(pipe, controlnet=nets[0] if len(nets) == 1 else nets)
+        controlled = AutoPipelineForImage2Image.from_pipe(pipe, controlnet=nets[0] if len(nets) == 1 else nets)
+        controlled.set_progress_bar_config(disable=True)
+        return controlled
     except Exception as exc:
         raise ModelError(f"{type(pipe).__name__} models cannot take a ControlNet: {_first_line(exc)}") from exc
 

@@ -108,6 +108,8 @@ class DiffusionEngine(Engine):
     def prepare(self, cancel: CancelToken | None = None) -> None:
         if cancel is not None and cancel.cancelled:
             raise CancelledError()
+        if self._pipe is not None:
+            return  # loaded already: new per-call settings come through update()
         p = self.params
         device, dtype = resolve_device(p.device)
         pipe = load_img2img_pipeline(
@@ -271,9 +273,11 @@ class DiffusionEngine(Engine):
             if len(images) > 1:
                 self._max_batch = max(1, len(images) // 2)
                 log.warning("out of memory with %d frames per call: now %d", len(images), self._max_batch)
-                half = self._max_batch
-                return (self._denoise_with_fallback(images[:half], sources[:half], contexts[:half], size)
-                        + self._denoise_with_fallback(images[half:], sources[half:], contexts[half:], size))
+                out: list[np.ndarray] = []
+                while len(out) < len(images):  # in chunks of what fits now (a chunk may lower it further)
+                    part = slice(len(out), len(out) + self._max_batch)
+                    out.extend(self._denoise_with_fallback(images[part], sources[part], contexts[part], size))
+                return out
             if self._low_memory:
                 raise OutOfMemoryError(self._out_of_memory_message(size))
             log.warning("out of memory with one frame: switching to the low-memory settings")
