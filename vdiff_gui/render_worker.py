@@ -219,12 +219,17 @@ class RenderWorker(QThread):
     def _ensure_engine(self, params: StyleParams, cancel: CancelToken) -> Engine:
         if self._engine is not None and self._engine_params == params:
             return self._engine
+        if self._engine is not None and self._engine.update(params):  # a per-call change: the model stays loaded
+            self._engine_params = params
+            self.device_changed.emit(self._engine.device)
+            return self._engine
         self._close_engine()
         if self._failed is not None and self._failed[0] == params:
             raise self._failed[1]  # do not reload a model that just failed for the same settings
         self.loading_changed.emit(f"loading the {params.engine} engine…")
         try:
             engine = create_engine(params)
+            engine.on_load_progress = self._on_load_progress  # engines that load in parts report each part
             engine.prepare(cancel)
         except VdiffError as exc:
             self._failed = (params, exc)
@@ -234,6 +239,10 @@ class RenderWorker(QThread):
         self._engine, self._engine_params = engine, params
         self.device_changed.emit(engine.device)
         return engine
+
+    def _on_load_progress(self, component: str, done: int, total: int) -> None:
+        if component:
+            self.loading_changed.emit(f"loading the model: {component} ({done + 1}/{total})…")
 
     def _close_engine(self) -> None:
         if self._engine is not None:
