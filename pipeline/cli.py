@@ -264,6 +264,10 @@ def params_from_args(args) -> "StyleParams":
 def _check_style_image(params) -> None:
     from pipeline.errors import BadInputError
 
+    if params.engine == "diffusion" and params.style_image and not params.ip_adapter:
+        raise BadInputError(
+            "--style-image with the diffusion engine needs an IP-Adapter: add --ip-adapter ID|PATH (docs/models.md)"
+        )
     if params.engine in ("fast-style", "diffusion") and params.style_image and not Path(params.style_image).is_file():
         raise BadInputError(f"style image not found: {params.style_image}")
 

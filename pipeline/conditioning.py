@@ -90,3 +90,25 @@ def _as_spec(cls, item):
 
 def spec_dicts(specs) -> list[dict]:
     return [asdict(spec) for spec in specs]
+
+
+CANNY_THRESHOLDS = (100, 200)
+WEIGHTLESS_CONTROLS = ("canny", "tile", "none")  # computed with OpenCV alone (the app previews these)
+
+
+def weightless_control_image(control: str, frame):
+    """The control image of an RGB uint8 frame for a preprocessor that needs no model (see
+    WEIGHTLESS_CONTROLS): canny edges, the tile net's blurred copy, or the frame itself."""
+    import cv2
+    import numpy as np
+
+    if control == "none":
+        return frame
+    if control == "canny":
+        edges = cv2.Canny(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY), *CANNY_THRESHOLDS)
+        return np.repeat(edges[:, :, None], 3, axis=2)
+    if control == "tile":  # what tile ControlNets are trained on: the frame with its fine detail blurred away
+        h, w = frame.shape[:2]
+        small = cv2.resize(frame, (max(1, w // 4), max(1, h // 4)), interpolation=cv2.INTER_AREA)
+        return cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
+    raise BadInputError(f"the {control} control needs its model; it is computed during the render")

@@ -110,10 +110,6 @@ class StyleParams:
     def _validate_conditioning(self) -> None:
         for spec in (*self.controlnets, *self.loras):
             spec.validate()
-        if self.style_image and not self.ip_adapter:
-            raise BadInputError(
-                "a style image with the diffusion engine needs an IP-Adapter: add --ip-adapter ID|PATH (docs/models.md)"
-            )
         if self.ip_adapter and not self.style_image:
             raise BadInputError("the IP-Adapter needs a style image: add --style-image PICTURE")
         if not 0.0 <= self.ip_adapter_scale <= 2.0:

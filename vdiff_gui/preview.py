@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QTimer
+from PySide6.QtCore import QObject, QTimer, Signal
 
 from pipeline.cache import CacheEntry
 from pipeline.errors import VdiffError
@@ -27,6 +27,8 @@ UPDATING = "updating…"
 
 
 class PreviewController(QObject):
+    source_shown = Signal(object)  # the source frame now on screen (HxWx3 uint8), e.g. for the control preview
+
     def __init__(self, state: ProjectState, worker: RenderWorker, compare: CompareView,
                  timeline: TimelineWidget, report_error, parent: QObject | None = None):
         super().__init__(parent)
@@ -76,10 +78,12 @@ class PreviewController(QObject):
         if info is None or self._reader is None:
             return
         try:
-            before = array_to_qimage(self._reader.frame(index))
+            source = self._reader.frame(index)
+            before = array_to_qimage(source)
         except VdiffError as exc:
             self._report_error(str(exc), "error")
             return
+        self.source_shown.emit(source)
         after = self._fresh[1] if self._fresh is not None and self._fresh[0] == index else self._cached(index)
         if after is not None:
             self.compare.show_frame(index, before, array_to_qimage(after))

@@ -24,13 +24,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline.conditioning import ControlNetSpec
+from pipeline.conditioning import WEIGHTLESS_CONTROLS, ControlNetSpec, weightless_control_image
 from pipeline.engines.model_files import refuse_code, resolve_local
 from pipeline.errors import BadInputError, CancelledError, ModelError
 
 log = logging.getLogger(__name__)
 CONTROL_CACHE_FRAMES = 64  # control images kept (per engine): scrubbing back and forth reuses them
-CANNY_THRESHOLDS = (100, 200)
 
 
 # --- loading ---
@@ -186,17 +185,8 @@ class ControlImages:
         return image
 
     def _compute(self, control: str, frame: np.ndarray) -> np.ndarray:
-        import cv2
-
-        if control == "none":
-            return frame
-        if control == "canny":
-            edges = cv2.Canny(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY), *CANNY_THRESHOLDS)
-            return np.repeat(edges[:, :, None], 3, axis=2)
-        if control == "tile":  # what tile ControlNets are trained on: the frame with its fine detail blurred away
-            h, w = frame.shape[:2]
-            small = cv2.resize(frame, (max(1, w // 4), max(1, h // 4)), interpolation=cv2.INTER_AREA)
-            return cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
+        if control in WEIGHTLESS_CONTROLS:
+            return weightless_control_image(control, frame)
         if control == "depth":
             return self._run_depth(frame)
         if control in ("lineart", "softedge"):

@@ -21,6 +21,7 @@ from vdiff_gui.presets import PresetStore
 from vdiff_gui.project_state import ProjectState
 from vdiff_gui.settings import DEVICES
 from vdiff_gui.tasks import run_blocking, start_task
+from vdiff_gui.widgets.conditioning_lists import ControlNetList, LoraList
 from vdiff_gui.widgets.model_picker import ModelPicker
 from vdiff_gui.widgets.preset_bar import PresetBar
 from vdiff_gui.widgets.style_grid import StyleGrid
@@ -32,6 +33,7 @@ ENGINE_LABELS = {
 }
 ALWAYS = ("engine", "strength", "max_side", "device")
 DIFFUSION_EXTRA = ("allow_pickle", "low_memory")
+LEARNED_CONTROLS = ("depth", "lineart", "softedge")  # preprocessors that need the annotator field
 COLOR_ANCHOR = {"auto": None, "on": True, "off": False}
 FIELDS = {f.name for f in dataclasses.fields(StyleParams)}
 
@@ -198,6 +200,19 @@ class ParamPanel(QScrollArea):
         self.scheduler.addItem("default")
         self.scheduler.activated.connect(lambda i: s.edit(scheduler=self.scheduler.itemText(i)))
         self._add("scheduler", "Scheduler", self.scheduler, self._show_scheduler)
+        # conditioning (issue #12): ControlNets, LoRAs, the style picture through an IP-Adapter
+        self.controlnets = ControlNetList()
+        self.controlnets.setObjectName("controlNetList")
+        self.controlnets.edited.connect(lambda specs: s.edit(controlnets=specs))
+        self._add("controlnets", "ControlNets", self.controlnets, self.controlnets.set_specs)
+        self._line("annotator", "Annotator", "depth model folder or hub id")
+        self.loras = LoraList()
+        self.loras.setObjectName("loraList")
+        self.loras.edited.connect(lambda specs: s.edit(loras=specs))
+        self._add("loras", "LoRAs", self.loras, self.loras.set_specs)
+        self.ip_adapter = self._line("ip_adapter", "IP-Adapter", "adapter .safetensors (image_encoder/ beside it)")
+        self._fraction("ip_adapter_scale", "Style weight")
+        self._check("safety_checker", "Safety", "run the model's safety checker")
         self._check("shared_noise", "Noise", "the same noise for every frame")
         self._check("cross_frame_attention", "Attention", "look at the first and previous frames")
         self._check("low_memory", "Memory", "lower memory (slower)")
@@ -259,6 +274,11 @@ class ParamPanel(QScrollArea):
             if not self._schedulers_requested:
                 self._schedulers_requested = True
                 self.load_scheduler_names()
+        if p.engine == "diffusion":
+            if not any(net.control in LEARNED_CONTROLS for net in p.controlnets):
+                visible.discard("annotator")
+            if not p.ip_adapter:
+                visible.discard("ip_adapter_scale")
         if p.engine == "classical" and p.look != "denoise":
             visible.discard("denoise_window")
         if not getattr(p, "temporal_flow", True):
