@@ -168,3 +168,19 @@ def make_tiny_sd_folder_with_safety_checker(path: Path, flags_everything: bool =
     pipe.register_to_config(requires_safety_checker=True)
     pipe.save_pretrained(path, safe_serialization=True)
     return Path(path)
+
+
+def make_tiny_depth_model(path: Path) -> Path:
+    """A tiny random-weight DPTForDepthEstimation with its image processor: a transformers
+    depth-estimation folder such as Intel/dpt-hybrid-midas, for the depth control."""
+    from transformers import DPTConfig, DPTForDepthEstimation, DPTImageProcessor
+
+    torch.manual_seed(0)
+    config = DPTConfig(
+        hidden_size=32, num_hidden_layers=4, backbone_out_indices=[0, 1, 2, 3], num_attention_heads=4,
+        intermediate_size=37, image_size=32, patch_size=8, neck_hidden_sizes=[8, 16, 32, 32], fusion_hidden_size=16,
+        reassemble_factors=[4, 2, 1, 0.5], is_hybrid=False,
+    )
+    DPTForDepthEstimation(config).save_pretrained(path, safe_serialization=True)
+    DPTImageProcessor(size={"height": 32, "width": 32}, keep_aspect_ratio=False).save_pretrained(path)
+    return Path(path)

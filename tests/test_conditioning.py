@@ -203,6 +203,32 @@ def test_control_images_are_computed_once_per_frame_and_cached(frame):
     assert controls.computed == 3
 
 
+def test_the_depth_control_runs_a_transformers_depth_model_the_user_has(root, frame, tmp_path):
+    folder = tc.make_tiny_depth_model(root / "dpt")
+    controls = ControlImages(annotator=str(folder))
+    controls.check(("depth",))
+    depth = controls.image("depth", frame)
+    assert depth.shape == frame.shape and depth.dtype == np.uint8
+    (tmp_path / "dpt").mkdir()
+    (tmp_path / "dpt" / "config.json").write_text("{}")
+    with pytest.raises(ModelError, match="depth model .* could not be loaded"):
+        ControlImages(annotator=str(tmp_path / "dpt")).check(("depth",))
+
+
+def test_controlnet_and_lora_from_the_hub_cache_offline(base, frame, plain, net_folder, lora_folder, tmp_path,
+                                                          monkeypatch):
+    from huggingface_hub import constants
+
+    tiny_models.put_in_hub_cache(net_folder, tmp_path / "hub", "vdiff-tests/net")
+    tiny_models.put_in_hub_cache(lora_folder, tmp_path / "hub", "vdiff-tests/lora")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    engine = prepared(base, controlnets=[{"model": "vdiff-tests/net"}],
+                      loras=[{"path": "vdiff-tests/lora/pytorch_lora_weights.safetensors"}])
+    assert differ(out(engine, frame), plain) > 2
+    with pytest.raises(ModelError, match="not in the Hugging Face cache"):
+        prepared(base, controlnets=[{"model": "vdiff-tests/absent"}])
+
+
 def test_learned_preprocessors_without_their_model_are_a_clear_message(frame):
     with pytest.raises(BadInputError, match="depth control needs a depth-estimation model.*--annotator"):
         ControlImages().check(("depth",))

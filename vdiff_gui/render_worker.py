@@ -76,6 +76,22 @@ class _WorkerEngine:
         """The worker closes the real engine when the parameters change or it stops."""
 
 
+class _LoadCancel:
+    """The cancel token of a model load for a preview: set when the worker stops or when the preview now
+    pending needs another model. A newer preview that only changes per-call settings (a prompt typed
+    meanwhile) lets the load finish, instead of starting it over."""
+
+    def __init__(self, worker: "RenderWorker", params: StyleParams):
+        self._worker, self._settings = worker, params.load_settings()
+
+    @property
+    def cancelled(self) -> bool:
+        worker = self._worker
+        with worker._cond:
+            pending = worker._preview
+            return worker._stopping or (pending is not None and pending.params.load_settings() != self._settings)
+
+
 class RenderWorker(QThread):
     """Owns one engine, recreated only when the StyleParams change and kept prepared between previews."""
 
@@ -272,7 +288,7 @@ class RenderWorker(QThread):
 
     def _run_preview(self, request: PreviewRequest, token: CancelToken) -> None:
         try:
-            engine = self._ensure_engine(request.params, token)
+            engine = self._ensure_engine(request.params, _LoadCancel(self, request.params))
             entry = self._entry_of(request.info, engine, request.start)
             on_step = lambda step, steps: self.step_changed.emit(request.index, step, steps)  # noqa: E731
             image, from_cache = preview_frame(engine, self._reader_of(request.info), request.index, token, entry, on_step)
