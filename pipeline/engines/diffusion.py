@@ -22,7 +22,6 @@ from pipeline.engines.diffusion_models import (
     dtype_label,
     load_img2img_pipeline,
     load_tiny_autoencoder,
-    native_side,
     place_pipeline,
     resolve_device,
     tile_big_frames,
@@ -30,6 +29,7 @@ from pipeline.engines.diffusion_models import (
     uses_low_memory,
 )
 from pipeline.engines.conditioned import Conditioning
+from pipeline.engines.model_size import native_side
 from pipeline.errors import BadInputError, CancelledError, OutOfMemoryError
 from pipeline.events import CancelToken
 from pipeline.temporal.cross_frame import CrossFrameAttention

@@ -210,7 +210,13 @@ class ParamPanel(QScrollArea):
         self.loras.setObjectName("loraList")
         self.loras.edited.connect(lambda specs: s.edit(loras=specs))
         self._add("loras", "LoRAs", self.loras, self.loras.set_specs)
-        self.ip_adapter = self._line("ip_adapter", "IP-Adapter", "adapter .safetensors (image_encoder/ beside it)")
+        self.ip_adapter = QLineEdit()
+        self.ip_adapter.setPlaceholderText("adapter .safetensors (image_encoder/ beside it) or hub id")
+        self.ip_adapter.editingFinished.connect(lambda: s.edit(ip_adapter=self.ip_adapter.text().strip()))
+        browse_ip = QPushButton("Browse…")
+        browse_ip.clicked.connect(self._choose_ip_adapter)
+        self._add("ip_adapter", "IP-Adapter", _row(self.ip_adapter, browse_ip),
+                  lambda v: self.ip_adapter.text() != v and self.ip_adapter.setText(v))
         self._fraction("ip_adapter_scale", "Style weight")
         self._check("safety_checker", "Safety", "run the model's safety checker")
         self._check("shared_noise", "Noise", "the same noise for every frame")
@@ -252,6 +258,11 @@ class ParamPanel(QScrollArea):
         text = self.style_spec.text().strip()
         if text and text != self.state.params.style:
             self.state.edit(style=text, style_image=None)
+
+    def _choose_ip_adapter(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "IP-Adapter", "", "IP-Adapter weights (*.safetensors)")
+        if path:
+            self.state.edit(ip_adapter=path)
 
     def _choose_style_image(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Style image", "", "Images (*.png *.jpg *.jpeg *.webp *.bmp)")
