@@ -256,11 +256,10 @@ def test_out_of_memory_turns_low_memory_on_and_cross_frame_attention_continues(t
 
 
 def test_out_of_memory_on_a_batch_halves_it_and_the_frames_are_the_same(tiny_folder, frame):
-    reference = prepared(tiny_folder, cross_frame_attention=False)
-    frames = [np.roll(frame, 7 * i, axis=1) for i in range(4)]
-    contexts = [FrameContext(index=i) for i in range(4)]
-    expected = [reference.process(f, c) for f, c in zip(frames, contexts)]
     engine = prepared(tiny_folder, cross_frame_attention=False)
+    frames = [np.roll(frame[::2, ::2], 5 * i, axis=1) for i in range(4)]  # 32x24: four small frames
+    contexts = [FrameContext(index=i) for i in range(4)]
+    expected = [engine.process(f, c) for f, c in zip(frames, contexts)]  # one at a time, before any fault
     raised = _oom_above(engine, samples=2)  # room for one frame (with its unconditional twin) per call
     first = engine.process_batch(frames, contexts)
     assert raised == [8, 4]  # 4 frames, then 2, then one at a time
