@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from pipeline.engines.diffusion_editing import EDIT_PIPELINE_CLASSES, task_pipeline
 from pipeline.engines.model_files import check_config_folder, load_components, read_index, refuse_code
 from pipeline.errors import BadInputError, CancelledError, ModelError
 
@@ -102,7 +103,8 @@ def load_img2img_pipeline(
     on_progress=None,
     place: bool = True,
 ):
-    """Load `model` as an img2img DiffusionPipeline on `device` ('cpu' or 'cuda', see resolve_device).
+    """Load `model` as an img2img DiffusionPipeline on `device` ('cpu' or 'cuda', see resolve_device);
+    inpainting and InstructPix2Pix models load as those pipelines (diffusion_editing.task_pipeline).
 
     Folders and hub snapshots load one component at a time: `cancel` (a CancelToken) is checked and
     on_progress(component, done, total) called between components. The model's NSFW safety checker is
@@ -130,6 +132,7 @@ def load_img2img_pipeline(
         raise
     except Exception as exc:  # diffusers reports broken files with many error types; the user needs one sentence
         raise ModelError(f"model '{model}' could not be loaded: {_first_line(exc)}") from exc
+    pipe = task_pipeline(pipe)  # img2img, inpainting or InstructPix2Pix, as the model's UNet says
     set_scheduler(pipe, scheduler)
     pipe.set_progress_bar_config(disable=True)
     if place:  # else the caller adds LoRAs, adapters or ControlNets first, then calls place_pipeline
@@ -157,7 +160,10 @@ def _load_folder(folder: Path, dtype, allow_pickle: bool, safety_checker: bool, 
         components["requires_safety_checker"] = False
     if safety_checker and components.get("safety_checker") is None:
         log.warning("'%s' has no safety checker; frames are not checked", folder)
-    return AutoPipelineForImage2Image.from_pretrained(
+    loader = AutoPipelineForImage2Image
+    if entries.get("_class_name") in EDIT_PIPELINE_CLASSES:  # inpainting and InstructPix2Pix models load as themselves
+        loader = _folder_pipeline_class(folder)
+    return loader.from_pretrained(
         str(folder), **components, **_dtype_kwargs(dtype), local_files_only=True, use_safetensors=use_safetensors
     )
 
@@ -273,7 +279,7 @@ def _load_single_file(path: Path, dtype, allow_pickle: bool, config: str | None,
         raise
     if on_progress is not None:
         on_progress("", 1, 1)
-    return diffusers.AutoPipelineForImage2Image.from_pipe(pipe)
+    return pipe
 
 
 def find_single_file_config(path: Path, config: str | None = None) -> Path | None:
