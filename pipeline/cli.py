@@ -22,6 +22,9 @@ EPILOG = """examples:
   vdiff render clip.mp4 -o styled.mp4 --style 7
   vdiff render clip.mp4 -o styled.mov --codec prores --style-image painting.jpg --start 2s --end 10s
   vdiff render clip.mp4 -o out.mp4 --engine diffusion --model ./my-sd15 --prompt "oil painting" --strength 0.5
+  vdiff render clip.mp4 -o out.mp4 --engine diffusion --model ./my-sd15 --controlnet ./canny-net --control canny
+  vdiff render clip.mp4 -o out.mp4 --engine diffusion --model ./my-sd15 --lora ./watercolor.safetensors:0.8
+  vdiff render clip.mp4 -o out.mp4 --engine diffusion --model ./my-sd15 --style-image pic.jpg --ip-adapter ./ip/ip-adapter_sd15.safetensors
   vdiff preview clip.mp4 --frame 120 -o frame.png --engine classical --look cartoon
   vdiff probe clip.mp4
   vdiff metrics clip.mp4 styled.mp4 --reference perframe.mp4
@@ -56,7 +59,8 @@ def _add_engine_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--engine", choices=ENGINES, default="fast-style", help="style engine (default: fast-style)")
     g.add_argument("--style", default="0", metavar="N|SPEC",
                    help="fast-style: built-in style 0-25, or a blend such as 3:0.5,12:0.5 (default: 0)")
-    g.add_argument("--style-image", metavar="PATH", help="fast-style: use any picture as the style")
+    g.add_argument("--style-image", metavar="PATH",
+                   help="fast-style: use any picture as the style; diffusion: the picture for --ip-adapter")
     g.add_argument("--preserve-color", action="store_true", help="fast-style: keep the source's colours")
     g.add_argument("--look", choices=CLASSICAL_LOOKS, default="stylization", help="classical: the OpenCV look")
     g.add_argument("--denoise-window", type=int, default=5, metavar="N",
@@ -80,13 +84,15 @@ def _add_engine_options(parser: argparse.ArgumentParser) -> None:
                    help="diffusion: the seed, shared by all frames (default: 0); repeat with positions to change "
                    "it at frames (0:1 120:7, each held until the next)")
     g.add_argument("--scheduler", default="default",
-                   help="diffusion: default, euler, euler-a, ddim, dpm++, lcm or pndm")
+                   help="diffusion: default, euler, euler-a, ddim, dpm++, dpm++-karras (DPM++ 2M Karras), unipc, "
+                   "lcm, tcd or pndm; with an LCM-LoRA use lcm, 4-8 steps and --guidance 1-2")
     g.add_argument("--max-side", type=int, default=0, metavar="PX",
                    help="longest output side in pixels (default: the source's; diffusion: at most 512)")
     g.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where to run (default: auto)")
     g.add_argument("--low-memory", action="store_true", help="diffusion: model offload and VAE slicing/tiling")
     g.add_argument("--allow-pickle", action="store_true",
                    help="diffusion: allow loading pickle checkpoints (.ckpt/.bin/.pt); they can run arbitrary code")
+    _add_conditioning_options(parser)
     t = parser.add_argument_group("temporal consistency (on by default; see docs/quality.md)")
     t.add_argument("--no-temporal-flow", action="store_true",
                    help="do not blend in the previous stylized frame warped along the source's optical flow")
@@ -97,6 +103,59 @@ def _add_engine_options(parser: argparse.ArgumentParser) -> None:
     t.add_argument("--no-shared-noise", action="store_true", help="diffusion: a different noise seed for every frame")
     t.add_argument("--no-cross-frame-attention", action="store_true",
                    help="diffusion: do not attend to the first and previous stylized frames")
+
+
+def _add_conditioning_options(parser: argparse.ArgumentParser) -> None:
+    from pipeline.conditioning import CONTROL_TYPES
+
+    c = parser.add_argument_group("diffusion conditioning: ControlNet, LoRA, IP-Adapter (files: docs/models.md)")
+    c.add_argument("--controlnet", action="append", default=[], metavar="ID|PATH[:SCALE]",
+                   help="a ControlNet (folder, hub id or .safetensors) and its scale (default 1.0); repeatable")
+    c.add_argument("--control", action="append", default=[], choices=CONTROL_TYPES,
+                   help="the preprocessor of each --controlnet, in order (one value applies to all; default canny): "
+                   "canny and tile need no weights, depth needs --annotator")
+    c.add_argument("--control-start", action="append", default=[], type=float, metavar="F",
+                   help="fraction of the steps where each ControlNet starts guiding (default 0)")
+    c.add_argument("--control-end", action="append", default=[], type=float, metavar="F",
+                   help="... and where it stops (default 1)")
+    c.add_argument("--annotator", "--depth-model", default="", metavar="ID|PATH",
+                   help="the model of a learned preprocessor: a transformers depth-estimation model for depth")
+    c.add_argument("--lora", action="append", default=[], metavar="ID|PATH[:WEIGHT]",
+                   help="a LoRA (.safetensors in diffusers or kohya layout, a folder or a hub id) and its weight "
+                   "(default 1.0); repeatable. LCM-LoRA: add --scheduler lcm --steps 4 --guidance 1.5")
+    c.add_argument("--ip-adapter", default="", metavar="ID|PATH[:SCALE]",
+                   help="an IP-Adapter (.safetensors with an image_encoder/ folder beside it) and its scale "
+                   "(default 0.6): --style-image becomes the style of every frame")
+    c.add_argument("--safety-checker", action="store_true",
+                   help="run the model's NSFW safety checker: flagged frames come out black, with a warning naming them "
+                   "(off by default)")
+
+
+def conditioning_from_args(args) -> dict:
+    """The StyleParams fields of the conditioning options (BadInputError for a mismatched count)."""
+    from pipeline.conditioning import ControlNetSpec, LoraSpec, split_scale
+    from pipeline.errors import BadInputError
+
+    nets = []
+    count = len(args.controlnet)
+    for flag, values in (("--control", args.control), ("--control-start", args.control_start),
+                         ("--control-end", args.control_end)):
+        if len(values) > 1 and len(values) != count:
+            raise BadInputError(f"give {flag} once for all ControlNets or once per --controlnet ({count})")
+        if values and not count:
+            raise BadInputError(f"{flag} needs a --controlnet")
+
+    def nth(values, i, default):
+        return values[i] if len(values) > 1 else (values[0] if values else default)
+
+    for i, spec in enumerate(args.controlnet):
+        model, scale = split_scale(spec, 1.0, "--controlnet")
+        nets.append(ControlNetSpec(model, nth(args.control, i, "canny"), scale, nth(args.control_start, i, 0.0),
+                                   nth(args.control_end, i, 1.0)))
+    loras = [LoraSpec(*split_scale(spec, 1.0, "--lora")) for spec in args.lora]
+    ip_adapter, ip_scale = split_scale(args.ip_adapter, 0.6, "--ip-adapter") if args.ip_adapter else ("", 0.6)
+    return dict(controlnets=tuple(nets), loras=tuple(loras), ip_adapter=ip_adapter, ip_adapter_scale=ip_scale,
+                annotator=args.annotator, safety_checker=args.safety_checker)
 
 
 def _add_editing_options(parser: argparse.ArgumentParser) -> None:
@@ -249,6 +308,7 @@ def params_from_args(args, info=None) -> "StyleParams":
         color_anchor=args.color_anchor,
         shared_noise=not args.no_shared_noise,
         cross_frame_attention=not args.no_cross_frame_attention,
+        **(conditioning_from_args(args) if args.engine == "diffusion" else {}),
         **edits,
     ).validate()
 
@@ -298,7 +358,11 @@ def _editing_params(args, info) -> dict:
 def _check_style_image(params) -> None:
     from pipeline.errors import BadInputError
 
-    if params.engine == "fast-style" and params.style_image and not Path(params.style_image).is_file():
+    if params.engine == "diffusion" and params.style_image and not params.ip_adapter:
+        raise BadInputError(
+            "--style-image with the diffusion engine needs an IP-Adapter: add --ip-adapter ID|PATH (docs/models.md)"
+        )
+    if params.engine in ("fast-style", "diffusion") and params.style_image and not Path(params.style_image).is_file():
         raise BadInputError(f"style image not found: {params.style_image}")
 
 

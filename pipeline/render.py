@@ -71,6 +71,9 @@ def cache_description(engine: Engine, start: int = 0) -> dict:
     """What the cached pixels depend on: the engine's parameters and, when a frame depends on the frames
     before it (pipeline.temporal), the range start its history begins at."""
     description = engine.params.relevant()
+    identity = getattr(engine, "cache_identity", None)  # device, dtype, memory mode (diffusion)
+    if identity is not None:
+        description.update(identity())
     if is_stateful(engine.params):
         description["history_from"] = start
     return description

@@ -64,6 +64,7 @@ class MainWindow(QMainWindow):
         self.render_bar = RenderBar(self.state, self.jobs)
         self.job_list = JobList(self.jobs)
         self.preview = PreviewController(self.state, self.worker, self.compare, self.timeline, self.show_error, self)
+        self.preview.source_shown.connect(self.param_panel.controlnets.show_source)  # the control image preview
         self.playback = PlaybackController(self.state, self)
         self.documents = DocumentController(self.state, self.settings, self.timeline, self)
         self.proxies = ProxyMaker(self)  # scrubbing proxies, made in the background when a clip opens

@@ -17,7 +17,7 @@ from PySide6.QtCore import QEvent, QObject, QTimer, Signal
 
 from pipeline.cache import CacheEntry
 from vdiff_gui.frame_slicer import PLAYBACK, RESTART_GAP, FrameSlicer, SlicedFrame
-from vdiff_gui.images import array_to_qimage
+from vdiff_gui.images import array_to_qimage, qimage_to_array
 from vdiff_gui.project_state import ProjectState
 from vdiff_gui.render_worker import RenderWorker
 from vdiff_gui.widgets.compare_view import CompareView
@@ -34,6 +34,7 @@ class PreviewController(QObject):
     dropped_changed = Signal(int)  # frames playback could not show in time since it started
     follow_changed = Signal(bool)  # the "Follow render" toggle
     proxy_changed = Signal(object)  # (path, width) of the clip's scrubbing proxy, or None
+    source_shown = Signal(object)  # the source frame now on screen (HxWx3 uint8, view size), for the control preview
 
     def __init__(self, state: ProjectState, worker: RenderWorker, compare: CompareView,
                  timeline: TimelineWidget, report_error, parent: QObject | None = None):
@@ -142,6 +143,7 @@ class PreviewController(QObject):
         if frame.error is not None:
             self._report_error(frame.error, "error")
             return
+        self.source_shown.emit(qimage_to_array(frame.before))  # a view-size copy: cheap
         after = frame.after
         if after is None and self._stylized is not None and self._stylized[0] == frame.index:
             after = self._stylized[1]  # the worker's preview came first

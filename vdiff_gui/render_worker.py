@@ -81,6 +81,22 @@ class _WorkerEngine:
         """The worker closes the real engine when the parameters change or it stops."""
 
 
+class _LoadCancel:
+    """The cancel token of a model load for a preview: set when the worker stops or when the preview now
+    pending needs another model. A newer preview that only changes per-call settings (a prompt typed
+    meanwhile) lets the load finish, instead of starting it over."""
+
+    def __init__(self, worker: "RenderWorker", params: StyleParams):
+        self._worker, self._settings = worker, params.load_settings()
+
+    @property
+    def cancelled(self) -> bool:
+        worker = self._worker
+        with worker._cond:
+            pending = worker._preview
+            return worker._stopping or (pending is not None and pending.params.load_settings() != self._settings)
+
+
 class RenderWorker(QThread):
     """Owns one engine, recreated only when the StyleParams change and kept prepared between previews."""
 
@@ -241,12 +257,17 @@ class RenderWorker(QThread):
     def _ensure_engine(self, params: StyleParams, cancel: CancelToken) -> Engine:
         if self._engine is not None and self._engine_params == params:
             return self._engine
+        if self._engine is not None and self._engine.update(params):  # a per-call change: the model stays loaded
+            self._engine_params = params
+            self.device_changed.emit(self._engine.device)
+            return self._engine
         self._close_engine()
         if self._failed is not None and self._failed[0] == params:
             raise self._failed[1]  # do not reload a model that just failed for the same settings
         self.loading_changed.emit(f"loading the {params.engine} engine…")
         try:
             engine = create_engine(params)
+            engine.on_load_progress = self._on_load_progress  # engines that load in parts report each part
             engine.prepare(cancel)
         except VdiffError as exc:
             self._failed = (params, exc)
@@ -256,6 +277,10 @@ class RenderWorker(QThread):
         self._engine, self._engine_params = engine, params
         self.device_changed.emit(engine.device)
         return engine
+
+    def _on_load_progress(self, component: str, done: int, total: int) -> None:
+        if component:
+            self.loading_changed.emit(f"loading the model: {component} ({done + 1}/{total})…")
 
     def _close_engine(self) -> None:
         if self._engine is not None:
@@ -296,7 +321,7 @@ class RenderWorker(QThread):
 
     def _run_preview(self, request: PreviewRequest, token: CancelToken) -> None:
         try:
-            engine = self._ensure_engine(request.params, token)
+            engine = self._ensure_engine(request.params, _LoadCancel(self, request.params))
             entry = self._entry_of(request.info, engine, request.start)
             on_step = lambda step, steps: self.step_changed.emit(request.index, step, steps)  # noqa: E731
             info = request.info

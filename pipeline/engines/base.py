@@ -73,6 +73,11 @@ class Engine(ABC):
     def process(self, frame: np.ndarray, ctx: FrameContext) -> np.ndarray:
         """Return the stylized frame. Its size is output_size() of the input's size."""
 
+    def update(self, params: StyleParams) -> bool:
+        """Take new parameters without preparing again, when the engine can (the diffusion engine keeps its
+        model for per-call changes). False: build and prepare a new engine."""
+        return params == self.params
+
     def output_size(self, width: int, height: int) -> tuple[int, int]:
         """The (width, height) this engine produces for a source of the given size."""
         return fit_size(width, height, self.params.max_side, multiple=1)

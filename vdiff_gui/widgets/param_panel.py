@@ -24,6 +24,7 @@ from vdiff_gui.presets import PresetStore
 from vdiff_gui.project_state import ProjectState
 from vdiff_gui.settings import DEVICES
 from vdiff_gui.tasks import run_blocking, start_task
+from vdiff_gui.widgets.conditioning_lists import ControlNetList, LoraList
 from vdiff_gui.widgets.model_picker import ModelPicker
 from vdiff_gui.widgets.preset_bar import PresetBar
 from vdiff_gui.widgets.region_editor import PromptKeys, RegionEditor
@@ -36,6 +37,7 @@ ENGINE_LABELS = {
 }
 ALWAYS = ("engine", "strength", "max_side", "device", "mask_anchors", "mask_feather")
 DIFFUSION_EXTRA = ("allow_pickle", "low_memory", "prompt_keys", "image_guidance")
+LEARNED_CONTROLS = ("depth", "lineart", "softedge")  # preprocessors that need the annotator field
 COLOR_ANCHOR = {"auto": None, "on": True, "off": False}
 FIELDS = {f.name for f in dataclasses.fields(StyleParams)}
 
@@ -213,6 +215,25 @@ class ParamPanel(QScrollArea):
         self.scheduler.addItem("default")
         self.scheduler.activated.connect(lambda i: s.edit(scheduler=self.scheduler.itemText(i)))
         self._add("scheduler", "Scheduler", self.scheduler, self._show_scheduler)
+        # conditioning (issue #12): ControlNets, LoRAs, the style picture through an IP-Adapter
+        self.controlnets = ControlNetList()
+        self.controlnets.setObjectName("controlNetList")
+        self.controlnets.edited.connect(lambda specs: s.edit(controlnets=specs))
+        self._add("controlnets", "ControlNets", self.controlnets, self.controlnets.set_specs)
+        self._line("annotator", "Annotator", "depth model folder or hub id")
+        self.loras = LoraList()
+        self.loras.setObjectName("loraList")
+        self.loras.edited.connect(lambda specs: s.edit(loras=specs))
+        self._add("loras", "LoRAs", self.loras, self.loras.set_specs)
+        self.ip_adapter = QLineEdit()
+        self.ip_adapter.setPlaceholderText("adapter .safetensors (image_encoder/ beside it) or hub id")
+        self.ip_adapter.editingFinished.connect(lambda: s.edit(ip_adapter=self.ip_adapter.text().strip()))
+        browse_ip = QPushButton("Browse…")
+        browse_ip.clicked.connect(self._choose_ip_adapter)
+        self._add("ip_adapter", "IP-Adapter", _row(self.ip_adapter, browse_ip),
+                  lambda v: self.ip_adapter.text() != v and self.ip_adapter.setText(v))
+        self._fraction("ip_adapter_scale", "Style weight")
+        self._check("safety_checker", "Safety", "run the model's safety checker")
         self._check("shared_noise", "Noise", "the same noise for every frame")
         self._check("cross_frame_attention", "Attention", "look at the first and previous frames")
         self._check("low_memory", "Memory", "lower memory (slower)")
@@ -300,6 +321,11 @@ class ParamPanel(QScrollArea):
         if text and text != self.state.params.style:
             self.state.edit(style=text, style_image=None)
 
+    def _choose_ip_adapter(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "IP-Adapter", "", "IP-Adapter weights (*.safetensors)")
+        if path:
+            self.state.edit(ip_adapter=path)
+
     def _choose_style_image(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Style image", "", "Images (*.png *.jpg *.jpeg *.webp *.bmp)")
         if path:
@@ -321,6 +347,11 @@ class ParamPanel(QScrollArea):
             if not self._schedulers_requested:
                 self._schedulers_requested = True
                 self.load_scheduler_names()
+        if p.engine == "diffusion":
+            if not any(net.control in LEARNED_CONTROLS for net in p.controlnets):
+                visible.discard("annotator")
+            if not p.ip_adapter:
+                visible.discard("ip_adapter_scale")
         if p.engine == "classical" and p.look != "denoise":
             visible.discard("denoise_window")
             visible.discard("denoise_strength")
