@@ -358,6 +358,21 @@ def _offline() -> bool:
     return constants.HF_HUB_OFFLINE or any(v.upper() in ("1", "ON", "YES", "TRUE") for v in values)
 
 
+def _hub_reachable(timeout: float = 2.0) -> bool:
+    """Whether the Hugging Face hub answers a TCP connection now (no DNS or route: False at once)."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    host = urlparse(constants.ENDPOINT).hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
 def _is_connection_error(exc: BaseException) -> bool:
     from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled
 
@@ -464,8 +479,8 @@ def load_tiny_autoencoder(pipe, device: str, dtype: torch.dtype):
         try:
             tiny = AutoencoderTiny.from_pretrained(name, local_files_only=True, use_safetensors=True, **kwargs)
         except Exception:
-            if Path(name).expanduser().is_dir() or _offline():
-                raise
+            if Path(name).expanduser().is_dir() or _offline() or not _hub_reachable():
+                raise  # without a network the hub client retries for a minute: previews must not wait for it
             tiny = AutoencoderTiny.from_pretrained(name, use_safetensors=True, **kwargs)
     except Exception as exc:
         log.info("previews use the full autoencoder: no tiny autoencoder '%s' (%s)", name, _first_line(exc))
