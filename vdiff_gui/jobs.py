@@ -31,6 +31,7 @@ class JobController(QObject):
     export_done = Signal(dict)  # the Finished dict of an export: output and verification
     cancelled = Signal()
     failed = Signal(str, str)  # message, kind
+    cluster_status_changed = Signal(str)  # a cluster render's workers: frames and rate each, or a lost one
 
     def __init__(self, state: ProjectState, worker: RenderWorker, parent: QObject | None = None):
         super().__init__(parent)
@@ -39,6 +40,8 @@ class JobController(QObject):
         self.request: RenderRequest | None = None
         self.last_request: RenderRequest | None = None
         self._total = 0
+        self.cluster: str | None = None  # the Ray address renders go to (vdiff_gui.widgets.render_target); None: here
+        worker.cluster_changed.connect(self.cluster_status_changed)
         worker.render_started.connect(self._on_started)
         worker.progress_changed.connect(self._on_progress)
         worker.step_changed.connect(self._on_step)
@@ -60,7 +63,8 @@ class JobController(QObject):
         """Render the in/out range (frames already cached are reused: this resumes a render)."""
         if self.state.info is None:
             return
-        self.submit(RenderRequest(self.state.info.path, self.state.params, self.state.in_point, self.state.out_point + 1))
+        self.submit(RenderRequest(self.state.info.path, self.state.params, self.state.in_point, self.state.out_point + 1,
+                                  cluster=self.cluster))
 
     def submit(self, request: RenderRequest) -> None:
         if self.busy:
@@ -77,7 +81,7 @@ class JobController(QObject):
         if self.last_request is not None and not self.busy:
             params = self.last_request.params.replace(**param_changes)
             self.submit(RenderRequest(self.last_request.source, params, self.last_request.start,
-                                      self.last_request.end, self.last_request.output))
+                                      self.last_request.end, self.last_request.output, cluster=self.last_request.cluster))
 
     def toggle_pause(self) -> None:
         if self.job_state == RENDERING:

@@ -48,6 +48,7 @@ class MainWindow(QMainWindow):
         self.timeline = TimelineWidget(self.state)
         self.param_panel = ParamPanel(self.state, PresetStore(), lambda text: self.show_error(text))
         self.jobs = JobController(self.state, self.worker, self)
+        self.jobs.cluster = self.settings.render_cluster()  # "Render on", as last chosen in the export settings
         self.render_bar = RenderBar(self.state, self.jobs)
         self.preview = PreviewController(self.state, self.worker, self.compare, self.timeline, self.show_error, self)
         self.playback = PlaybackController(self.state, self)
@@ -235,6 +236,9 @@ class MainWindow(QMainWindow):
         if job_state == "idle":
             self.preview.render_ended()
 
+    def _on_render_target_changed(self, cluster: str | None) -> None:
+        self.jobs.cluster = cluster  # Render in–out goes where Export does
+
     def _on_export_done(self, result: dict) -> None:
         self.export_box = export_done_box(self, result)
 
@@ -275,7 +279,9 @@ class MainWindow(QMainWindow):
         """Open the (non-modal) export dialog; accepting it starts the export."""
         if self.state.info is None or self.jobs.busy:
             return None
-        dialog = ExportDialog(self.state.info, self.state.params, self.state.in_point, self.state.out_point, self)
+        dialog = ExportDialog(self.state.info, self.state.params, self.state.in_point, self.state.out_point, self,
+                              settings=self.settings)
+        dialog.render_on.changed.connect(self._on_render_target_changed)
         dialog.accepted.connect(lambda: self.jobs.submit(dialog.request()))
         dialog.open()
         self.export_dialog = dialog

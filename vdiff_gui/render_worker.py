@@ -92,6 +92,7 @@ class RenderWorker(QThread):
     loading_changed = Signal(str)  # what is loading ("" when done)
     cache_entry_changed = Signal(str, object, int)  # cache folder, the StyleParams and range start it holds frames for
     flicker_changed = Signal(float, float, int)  # running warp error of the render, of its source (the floor), pairs
+    cluster_changed = Signal(str)  # a cluster render's per-worker progress line, or a lost worker (pipeline.cluster)
 
     def __init__(self, cache: FrameCache | None = None, parent=None):
         super().__init__(parent)
@@ -280,6 +281,16 @@ class RenderWorker(QThread):
             self.preview_ready.emit(request.index, image, from_cache, request.params)
 
     def _run_render(self, request: RenderRequest, token: CancelToken) -> None:
+        if request.cluster:  # the frames are made on the cluster's workers: no engine to load here
+            try:
+                from pipeline.cluster import render_on_cluster
+
+                self._dispatch(render_on_cluster(request, cancel=token, cache=self._cache), request)
+            finally:
+                with self._cond:
+                    self._render_token = None
+                    self._paused = False
+            return
         try:
             try:
                 engine = self._ensure_engine(request.params, token)
@@ -317,6 +328,8 @@ class RenderWorker(QThread):
                 self._serve_cached_preview(request)
             elif isinstance(event, Step):
                 self.step_changed.emit(event.index, event.step, event.steps)
+            elif hasattr(event, "summary"):  # pipeline.cluster's ClusterProgress and WorkerLost
+                self.cluster_changed.emit(event.summary())
             elif isinstance(event, Started):
                 self.device_changed.emit(event.device)
                 self.render_started.emit(event.total, event.cached)

@@ -160,17 +160,17 @@ class ClusterStages:
             thread.start()
         pending: dict = {}  # arrived frames near the write position
         pending_bytes = 0
-        recent: deque = deque(maxlen=24)
-        received = 0
         last_progress = 0.0
         done = 0
         total = plan.end - plan.start
         finished = False
 
         def progress() -> ClusterProgress:
-            fps = (len(recent) - 1) / (recent[-1] - recent[0]) if len(recent) > 1 and recent[-1] > recent[0] else 0.0
-            return ClusterProgress(tuple(w.status() for w in workers), received, len(missing), fps)
+            statuses = tuple(w.status() for w in workers)
+            received = sum(w.frames for w in statuses)
+            return ClusterProgress(statuses, received, len(missing), received / max(time.perf_counter() - began, 1e-6))
 
+        began = time.perf_counter()
         try:
             yield progress()
             index = plan.start
@@ -206,8 +206,6 @@ class ClusterStages:
                     kind = message[0]
                     if kind == "frame":
                         _, arrived, image = message
-                        received += 1
-                        recent.append(time.perf_counter())
                         if arrived >= index and pending_bytes + image.nbytes <= REORDER_BYTES:
                             pending[arrived] = image
                             pending_bytes += image.nbytes

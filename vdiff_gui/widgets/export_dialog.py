@@ -27,7 +27,8 @@ def default_output(source: Path, suffix: str) -> Path:
 
 
 class ExportDialog(QDialog):
-    def __init__(self, info: VideoInfo, params: StyleParams, in_point: int, out_point: int, parent: QWidget | None = None):
+    def __init__(self, info: VideoInfo, params: StyleParams, in_point: int, out_point: int, parent: QWidget | None = None,
+                 settings=None):
         super().__init__(parent)
         self.setObjectName("exportDialog")
         self.setWindowTitle("Export")
@@ -74,6 +75,12 @@ class ExportDialog(QDialog):
         form.addRow("Audio", self.audio)
         form.addRow("Range", ranges)
         form.addRow("Output", path_row)
+        self.render_on = None  # "Render on: this machine / Ray cluster", when the app's settings are given
+        if settings is not None:
+            from vdiff_gui.widgets.render_target import RenderTargetRow
+
+            self.render_on = RenderTargetRow(settings)
+            form.addRow("Render on", self.render_on)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Export")
         buttons.accepted.connect(self.accept)
@@ -119,7 +126,9 @@ class ExportDialog(QDialog):
             audio=self.audio.isChecked() and self.audio.isEnabled(),
         )
         start, end = (self.in_point, self.out_point + 1) if self.range_in_out.isChecked() else (0, self.info.frame_count)
-        return RenderRequest(self.info.path, self.params.replace(max_side=self.max_side.value()), start, end, spec)
+        cluster = self.render_on.cluster() if self.render_on is not None else None
+        return RenderRequest(self.info.path, self.params.replace(max_side=self.max_side.value()), start, end, spec,
+                             cluster=cluster)
 
     def accept(self) -> None:
         try:
