@@ -191,8 +191,21 @@ def seams(folder: Path, overlaps=(0, 2, 4, 6, 8), frames: int = 41, chunk: int =
     return {"chunk frames": chunk, "seams": len(starts), "by overlap": rows}
 
 
-def model(engine_s: float, worker_overhead_s: float, driver_s: float, overlap: int) -> dict:
-    """Speed-up over one GPU for G GPUs: the real chunk schedule, greedy (each worker takes the next chunk)."""
+def driver_bound(costs: dict, mb: dict, cores: int, link_rate: float, codec: str = "lz4") -> dict:
+    """Seconds per frame the driver needs at least: its Python-bound part (receiving a frame through Ray,
+    measured with raw frames) one frame at a time; unpacking, the cache write and x264 (threads that run
+    outside the GIL) spread over its `cores`; and the frame's bytes through its one network link."""
+    serial = costs["ray stream + unpack raw"]
+    parallel = (costs[f"ray stream + unpack {codec}"] - serial) + costs["cache store"] + costs["write h264"]
+    parts = {"python": serial, "cpu": (serial + parallel) / cores, "link": mb[codec] * 1e6 / link_rate}
+    return {"seconds": max(parts.values()), "parts": parts}
+
+
+def model(engine_s: float, worker_overhead_s: float, driver_s: float, overlap: int, overlapped: bool = True) -> dict:
+    """Speed-up over one GPU for G GPUs: the real chunk schedule, greedy (each worker takes the next chunk),
+    against the driver's bound (it takes every frame). `overlapped`: a worker packs and sends frame t while
+    its engine renders t+1 (render_span's stages are threads), so a frame costs max(E, overhead); else E + overhead."""
+    per_frame = max(engine_s, worker_overhead_s) if overlapped else engine_s + worker_overhead_s
     import heapq
 
     from pipeline.cluster.chunks import chunk_boundaries
@@ -208,11 +221,28 @@ def model(engine_s: float, worker_overhead_s: float, driver_s: float, overlap: i
             warm = overlap if a > 0 else 0
             warm_frames += warm
             t = heapq.heappop(free)
-            heapq.heappush(free, t + (b - a + warm) * (engine_s + worker_overhead_s))
-        makespan = max(max(free), CLIP_FRAMES * driver_s)  # the driver takes every frame, one at a time
-        rows[gpus] = {"speed-up": single / makespan, "chunks": len(cuts), "overlap frames": warm_frames,
-                      "driver bound": CLIP_FRAMES * driver_s > max(free)}
+            heapq.heappush(free, t + (b - a + warm) * per_frame)
+        workers_s, driver_total = max(free), CLIP_FRAMES * driver_s
+        rows[gpus] = {"speed-up": single / max(workers_s, driver_total), "chunks": len(cuts),
+                      "overlap frames": warm_frames, "workers s": workers_s, "driver s": driver_total,
+                      "driver bound": driver_total > workers_s}
     return rows
+
+
+def report(result: dict, engine_seconds: list[float]) -> dict:
+    costs, mb = result["costs_s"], result["packed_mb"]
+    models = {}
+    for link, rate in LINKS.items():
+        worker = costs["pack lz4"] + mb["lz4"] * 1e6 / rate  # packing and sending a frame
+        for cores, overlapped in ((8, True), (8, False), (1, True)):
+            bound = driver_bound(costs, mb, cores, rate)
+            for engine_s in engine_seconds:
+                key = f"{link}, driver {cores} cores, {'overlapped' if overlapped else 'serial'} worker, E={engine_s}s"
+                rows = models[key] = model(engine_s, worker, bound["seconds"], 6, overlapped)
+                print(f"model {key}: worker +{worker * 1000:.0f} ms/frame, driver {bound['seconds'] * 1000:.1f} ms/frame "
+                      f"({', '.join(f'{k} {v * 1000:.1f}' for k, v in bound['parts'].items())}): "
+                      + ", ".join(f"{g}: {r['speed-up']:.1f}x" for g, r in rows.items()))
+    return models
 
 
 def main() -> int:
@@ -220,7 +250,14 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--engine-seconds", type=float, nargs="*", default=[0.5, 1.0, 2.0],
                         help="GPU engine times per 1080p frame to model (not measured here: no GPU)")
+    parser.add_argument("--model-only", action="store_true", help="recompute the model from bench/results/cluster.json")
     args = parser.parse_args()
+    out = ROOT / "bench" / "results" / "cluster.json"
+    if args.model_only:
+        result = json.loads(out.read_text())
+        result["models"] = report(result, args.engine_seconds)
+        out.write_text(json.dumps(result, indent=1, default=str))
+        return 0
     repeats = 3 if args.quick else 7
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -241,20 +278,8 @@ def main() -> int:
     for overlap, row in seam["by overlap"].items():
         print(f"  overlap {overlap}: min PSNR {row['min psnr at seam']:.1f} dB, seam warp error "
               f"{row['seam warp error / local']:.3f}x local, max difference {row['max level difference']} levels")
-    # the worker's per-frame overhead: packing plus sending the PNG over the link; the driver's: receiving
-    # (measured through Ray on loopback, unpack included), storing in the cache, writing H.264
-    driver = costs["ray stream + unpack lz4"] + costs["cache store"] + costs["write h264"]
-    models = {}
-    for link, rate in LINKS.items():
-        worker = costs["pack lz4"] + mb["lz4"] * 1e6 / rate
-        for engine_s in args.engine_seconds:
-            models[f"{link}, E={engine_s}s"] = model(engine_s, worker, driver, 6)
-            rows = models[f"{link}, E={engine_s}s"]
-            print(f"model {link}, engine {engine_s} s/frame, worker +{worker * 1000:.0f} ms, driver {driver * 1000:.0f} ms: "
-                  + ", ".join(f"{g}: {r['speed-up']:.1f}x" for g, r in rows.items()))
-    result = {"costs_s": costs, "packed_mb": mb, "seams": seam, "driver_s": driver, "models": models,
-              "load": os.getloadavg()[0]}
-    out = ROOT / "bench" / "results" / "cluster.json"
+    result = {"costs_s": costs, "packed_mb": mb, "seams": seam, "load": os.getloadavg()[0]}
+    result["models"] = report(result, args.engine_seconds)
     out.write_text(json.dumps(result, indent=1, default=str))
     print(f"wrote {out} (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
     return 0

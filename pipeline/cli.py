@@ -85,6 +85,8 @@ def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
                    help="use at most N workers (default: one per GPU of the cluster, else one per CPU core)")
     g.add_argument("--chunk-frames", type=int, default=MAX_CHUNK_FRAMES, metavar="N",
                    help=f"the longest run of frames a worker renders at once (default: {MAX_CHUNK_FRAMES}; the last chunks are shorter)")
+    g.add_argument("--frame-codec", choices=("lz4", "png", "zlib", "raw"), default="lz4",
+                   help="how frames travel back: lz4 (default), png (smallest, slowest: slow links), zlib, raw (fast links)")
     g.add_argument("--seam-overlap", type=int, default=SEAM_OVERLAP, metavar="N",
                    help=f"frames a worker renders before its chunk so its temporal state matches (default: {SEAM_OVERLAP})")
 
@@ -252,7 +254,7 @@ def _cmd_render(args) -> int:
         from pipeline.cluster import render_on_cluster
 
         events = render_on_cluster(request, cancel=cancel, workers=args.cluster_workers,
-                                   chunk_frames=args.chunk_frames, overlap=args.seam_overlap)
+                                   chunk_frames=args.chunk_frames, overlap=args.seam_overlap, codec=args.frame_codec)
     else:
         events = render_frames(request, cancel)
     for event in events:

@@ -17,6 +17,7 @@ from pipeline.cache import FrameCache
 from pipeline.cluster.address import LOCAL, parse_address, ray_available, why_unavailable
 from pipeline.cluster.chunks import MAX_CHUNK_FRAMES, SEAM_OVERLAP, chunk_boundaries
 from pipeline.cluster.progress import ClusterProgress, WorkerLost, WorkerStatus
+from pipeline.cluster.transfer import CODECS, DEFAULT_CODEC
 from pipeline.errors import VdiffError
 from pipeline.events import CancelToken, Event, Failed
 from pipeline.request import RenderRequest, StyleParams
@@ -27,7 +28,8 @@ class ClusterEngine:
     parameters, hence the same cache key as a local render) from a local instance that is never
     prepared; prepare() connects to the cluster and starts the workers, which load the model."""
 
-    def __init__(self, params: StyleParams, source: Path, address: str, workers: int | None = None):
+    def __init__(self, params: StyleParams, source: Path, address: str, workers: int | None = None,
+                 codec: str | None = None):
         from pipeline.cluster.pool import WorkerPool
         from pipeline.engines import create_engine
 
@@ -36,7 +38,7 @@ class ClusterEngine:
         self.temporal_radius = self._local.temporal_radius
         self.address = address
         self.device = f"the Ray cluster at {address}"
-        self.pool = WorkerPool(params, source, workers)
+        self.pool = WorkerPool(params, source, workers, codec or DEFAULT_CODEC)
         self._connected = False
 
     def output_size(self, width: int, height: int) -> tuple[int, int]:
@@ -65,7 +67,8 @@ class ClusterEngine:
 
 def render_on_cluster(request: RenderRequest, address: str | None = None, cancel: CancelToken | None = None,
                       cache: FrameCache | None = None, workers: int | None = None,
-                      chunk_frames: int = MAX_CHUNK_FRAMES, overlap: int = SEAM_OVERLAP) -> Iterator[Event]:
+                      chunk_frames: int = MAX_CHUNK_FRAMES, overlap: int = SEAM_OVERLAP,
+                      codec: str | None = None) -> Iterator[Event]:
     """render_frames(request) with the frames rendered on the Ray cluster at `address` (default:
     request.cluster); the same events, plus ClusterProgress and WorkerLost."""
     from pipeline.cluster.driver import ClusterStages
@@ -79,7 +82,9 @@ def render_on_cluster(request: RenderRequest, address: str | None = None, cancel
         return
     try:
         address = parse_address(address or request.cluster or "")
-        engine = ClusterEngine(request.params, request.source, address, workers)
+        if codec is not None and codec not in CODECS:
+            raise VdiffError(f"unknown frame codec '{codec}'; use one of {', '.join(CODECS)}")
+        engine = ClusterEngine(request.params, request.source, address, workers, codec)
     except VdiffError as exc:
         yield Failed(str(exc), exit_code=exc.exit_code)
         return

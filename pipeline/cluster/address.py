@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 import sys
+import time
 
 from pipeline.errors import BadInputError
 
@@ -89,7 +90,11 @@ def connect(address: str) -> None:
             ray.init(address=address, log_to_driver=False, logging_level=quiet)
         else:
             options = {"_node_ip_address": "127.0.0.1"} if loopback else {}  # where a loopback head's raylet is
-            ray.init(address=address, log_to_driver=False, logging_level=quiet, **options)
+            try:
+                ray.init(address=address, log_to_driver=False, logging_level=quiet, **options)
+            except ConnectionError:  # a head that is still starting: its port answers before its raylet
+                time.sleep(3.0)
+                ray.init(address=address, log_to_driver=False, logging_level=quiet, **options)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise BadInputError(f"cannot connect to the Ray cluster at {address}: {str(exc).splitlines()[0]}") from None
     log.info("connected to Ray at %s: %s", address, ray.cluster_resources())
