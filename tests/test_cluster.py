@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 os.environ["RAY_USAGE_STATS_ENABLED"] = "0"  # nothing leaves this machine
+os.environ["RAY_AUTH_MODE"] = "disabled"  # no token file written into the home folder
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # Ray's switch that keeps its node on 127.0.0.1
 
 from pipeline.cache import FrameCache  # noqa: E402
@@ -114,17 +115,15 @@ def ray_head(tmp_path_factory):
     command = [str(RAY), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2",
                "--num-gpus=0", "--include-dashboard=false", f"--temp-dir={temp}", "--object-store-memory=200000000",
                "--disable-usage-stats", "--block"]
-    head = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    log = temp / "head.log"
+    with open(log, "wb") as out:
+        head = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if head.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"ray start failed: {head.stderr.read().decode()[-2000:]}") from None
-                time.sleep(0.3)
+        deadline = time.monotonic() + 180
+        while "Ray runtime started" not in log.read_text(errors="replace"):  # GCS and raylet are up
+            if head.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"ray start failed: {log.read_text(errors='replace')[-2000:]}")
+            time.sleep(0.3)
         yield f"127.0.0.1:{port}"
     finally:
         for sig in (signal.SIGTERM, signal.SIGKILL):
@@ -225,7 +224,7 @@ def test_cli_cluster_render_with_defaults_matches_local_at_the_seams(ray_head, t
     assert seam_error(cluster) <= 1.1 * seam_error(local)
 
 
-def test_ctrl_c_stops_the_workers_exits_130_and_resume_sends_only_missing_frames(ray_head, tmp_path):
+def test_ctrl_c_stops_the_workers_exits_130_and_resume_after_it_or_a_kill_sends_only_missing_frames(ray_head, tmp_path):
     frames = 60
     clip = make_footage_clip(tmp_path / "clip.mp4", frames=frames, width=128, height=72)
     out = tmp_path / "out.mp4"
@@ -247,6 +246,15 @@ def test_ctrl_c_stops_the_workers_exits_130_and_resume_sends_only_missing_frames
     assert not any(_pid_alive(pid) for pid in pids), "the remote work goes on after Ctrl+C"
     have = len(list(folder.glob("*/*.vdf")))
     assert 6 <= have < frames
+    # a driver killed outright loses nothing either: every frame that arrived is in the cache
+    killed = subprocess.Popen([*command, "--resume"], stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    while len(list(folder.glob("*/*.vdf"))) < have + 6:
+        assert killed.poll() is None and time.monotonic() < deadline + 120
+        time.sleep(0.02)
+    killed.kill()
+    killed.wait(timeout=30)
+    have = len(list(folder.glob("*/*.vdf")))
+    assert have < frames
     resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True, timeout=240)
     assert resumed.returncode == 0, resumed.stderr
     assert f"resuming: {have} of {frames} frames recovered" in resumed.stderr

@@ -79,6 +79,8 @@ def connect(address: str) -> None:
     import ray
 
     check_reachable(address)
+    if address != LOCAL:
+        _use_token_if_any()
     if ray.is_initialized():
         ray.shutdown()
     quiet = logging.INFO if log.isEnabledFor(logging.INFO) else logging.WARNING  # Ray's connect lines with -v only
@@ -98,6 +100,18 @@ def connect(address: str) -> None:
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise BadInputError(f"cannot connect to the Ray cluster at {address}: {str(exc).splitlines()[0]}") from None
     log.info("connected to Ray at %s: %s", address, ray.cluster_resources())
+
+
+def _use_token_if_any() -> None:
+    """Send this machine's Ray token (~/.ray/auth_token, RAY_AUTH_TOKEN) to a head given by address, as
+    Ray does for `auto`: a head started here after a `local` render has token authentication on."""
+    if os.environ.get("RAY_AUTH_MODE") is not None:
+        return
+    try:
+        from ray._private.authentication.authentication_token_setup import maybe_enable_token_auth_if_token_available
+    except ImportError:  # a Ray without token authentication
+        return
+    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
 
 
 def keep_to_loopback() -> None:

@@ -9,6 +9,7 @@ from gui_helpers import open_clip
 from pipeline.video import probe
 
 os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+os.environ["RAY_AUTH_MODE"] = "disabled"  # no token file written into the home folder
 
 pytestmark = [pytest.mark.gui, pytest.mark.cluster]
 
