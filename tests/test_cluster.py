@@ -84,6 +84,26 @@ def test_cluster_addresses_are_checked_and_an_unreachable_head_fails_in_one_line
     assert not (tmp_path / "o.mp4").exists()
 
 
+def test_a_worker_that_does_not_see_the_source_renders_from_the_copy_it_is_sent(tmp_path):
+    """The worker's own code, in-process: a node without shared storage gets the encoded file once."""
+    from pipeline.cache import source_identity
+    from pipeline.cluster.worker import ChunkWorker
+
+    clip = make_footage_clip(tmp_path / "clip.mp4", frames=8, width=64, height=48, audio=False)
+    params = StyleParams(temporal_flow=False)
+    worker = ChunkWorker(params.to_dict(), 1, "lz4")
+    elsewhere = {**source_identity(clip), "size": clip.stat().st_size + 1}  # the driver's file is another one
+    assert worker.load(str(clip), elsewhere)["sees_source"] is False
+    worker.receive_source(clip.read_bytes(), ".mp4")
+    frames = dict((i, unpack(d)) for i, d in worker.render_chunk(
+        {"start": 3, "end": 6, "first": 3, "range_start": 0, "seed": None, "anchor": None}))
+    copy = worker.source
+    worker.close()
+    assert not copy.exists()  # the copy goes with the worker
+    local = _local_frames(RenderRequest(clip, params, 0, 8), tmp_path / "local")
+    assert sorted(frames) == [3, 4, 5] and all(np.array_equal(frames[i], local[i]) for i in frames)
+
+
 # -- a real head on loopback ---------------------------------------------------------------------------
 
 def _free_port() -> int:
