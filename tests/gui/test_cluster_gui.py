@@ -50,3 +50,16 @@ def test_without_ray_the_cluster_choice_is_disabled_with_the_reason(window, qtbo
     assert not row.target.model().item(1).isEnabled()
     assert "cluster extra" in row.target.itemData(1, 3) and not row.address.isEnabled()
     assert row.cluster() is None
+
+
+def test_a_bad_stored_render_target_falls_back_to_this_machine(tmp_path):
+    from vdiff_gui.settings import AppSettings
+
+    settings = AppSettings(tmp_path / "gui.ini")
+    settings.set_raw("render/target", "the moon")
+    assert settings.render_target() == "machine" and settings.render_cluster() is None
+    settings.set_render_target("cluster")
+    settings.set_cluster_address("no port here")
+    assert settings.render_cluster() is None  # unusable: renders stay here, with a log line
+    settings.set_cluster_address("10.0.0.1:6379")
+    assert settings.render_cluster() == "10.0.0.1:6379"
