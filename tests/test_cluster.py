@@ -125,39 +125,57 @@ def _processes_under(folder: Path) -> list[int]:
     return pids
 
 
-@pytest.fixture(scope="module")
-def ray_head(tmp_path_factory):
-    """A Ray head on 127.0.0.1 with 2 CPUs and a 200 MB object store, in its own process group and temp
-    dir; the finalizer kills exactly that group and the processes under its temp dir (no `ray stop`,
-    which would stop every Ray instance of this machine)."""
-    temp = tmp_path_factory.mktemp("ray")
-    port = _free_port()
+def _start_head(temp: Path, port: int) -> subprocess.Popen:
+    """`ray start --head --block` in its own process group; returns once its GCS and raylet are up."""
     command = [str(RAY), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2",
                "--num-gpus=0", "--include-dashboard=false", f"--temp-dir={temp}", "--object-store-memory=200000000",
-               "--disable-usage-stats", "--block"]
+               "--disable-usage-stats", "--include-log-monitor=false", "--block"]
     log = temp / "head.log"
     with open(log, "wb") as out:
         head = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 180
-        while "Ray runtime started" not in log.read_text(errors="replace"):  # GCS and raylet are up
-            if head.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"ray start failed: {log.read_text(errors='replace')[-2000:]}")
-            time.sleep(0.3)
-        yield f"127.0.0.1:{port}"
-    finally:
-        for sig in (signal.SIGTERM, signal.SIGKILL):
+    deadline = time.monotonic() + 180
+    while "Ray runtime started" not in log.read_text(errors="replace"):
+        if head.poll() is not None or time.monotonic() > deadline:
+            _stop_head(head, temp)
+            raise RuntimeError(f"ray start failed: {log.read_text(errors='replace')[-600:]}")
+        time.sleep(0.3)
+    return head
+
+
+def _stop_head(head: subprocess.Popen, temp: Path) -> None:
+    """Kill exactly what _start_head started: its process group and the processes under its temp dir."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(head.pid, sig)
+        except ProcessLookupError:
+            pass
+        for pid in _processes_under(temp):
             try:
-                os.killpg(head.pid, sig)
+                os.kill(pid, sig)
             except ProcessLookupError:
                 pass
-            for pid in _processes_under(temp):
-                try:
-                    os.kill(pid, sig)
-                except ProcessLookupError:
-                    pass
-            time.sleep(1.5 if sig == signal.SIGTERM else 0)
-        head.wait(timeout=30)
+        time.sleep(1.5 if sig == signal.SIGTERM else 0)
+    head.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def ray_head(tmp_path_factory):
+    """A Ray head on 127.0.0.1 with 2 CPUs and a 200 MB object store, in its own process group and temp
+    dir; the finalizer kills exactly that (no `ray stop`, which would stop every Ray on this machine).
+    On a machine so loaded that the raylet misses Ray's 30 s start-up wait, it tries again."""
+    for attempt in range(3):
+        temp = tmp_path_factory.mktemp("ray")
+        port = _free_port()
+        try:
+            head = _start_head(temp, port)
+            break
+        except RuntimeError:
+            if attempt == 2:
+                raise
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        _stop_head(head, temp)
 
 
 def _frames(entry, start, end) -> list[np.ndarray]:

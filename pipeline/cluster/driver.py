@@ -66,6 +66,103 @@ class ChunkQueue:
             self._cond.notify_all()
 
 
+class Receivers:
+    """One thread per worker: take the next chunk, start it on the worker's actor, store each frame it
+    streams back into the cache, and report it (or the worker's loss or error) on `arrivals`."""
+
+    def __init__(self, plan, chunks: ChunkQueue, cached: set[int], overlap: int):
+        params = plan.engine.params
+        self.plan, self.entry, self.chunks, self.overlap = plan, plan.entry, chunks, overlap
+        self.propagates = params.temporal_flow
+        self.needs_anchor = anchors_color(params) or (params.engine == "diffusion" and params.cross_frame_attention)
+        self.known = set(cached)  # frames whose output is in the cache
+        self.lock = threading.Lock()
+        self.arrivals: queue.Queue = queue.Queue()  # ("frame", index, image) | ("lost", worker, text, n) | ("fatal", exc)
+        self.stop = threading.Event()
+        self.threads: list[threading.Thread] = []
+
+    def start(self, workers: list[Worker]) -> None:
+        self.threads = [threading.Thread(target=self._serve, args=(w,), name=f"vdiff-cluster-{w.number}", daemon=True)
+                        for w in workers]
+        for thread in self.threads:
+            thread.start()
+
+    def alive(self) -> bool:
+        return any(t.is_alive() for t in self.threads)
+
+    def is_known(self, index: int) -> bool:
+        with self.lock:
+            return index in self.known
+
+    def forget(self, index: int) -> None:
+        with self.lock:
+            self.known.discard(index)
+
+    def join(self) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(timeout=10)
+
+    def task_for(self, chunk: Chunk) -> dict:
+        """What the worker needs to render `chunk` as a single machine would (see chunks.warm_start)."""
+        start = self.plan.start
+        warm = warm_start(chunk, start, self.propagates, self.is_known, self.overlap)
+        task = {"start": chunk.start, "end": chunk.end, "first": warm.first, "range_start": start,
+                "seed": None, "anchor": None}
+        if warm.seed is not None:
+            image = self.entry.load(warm.seed)
+            if image is not None:
+                task["seed"] = (warm.seed, pack(image))
+            else:  # damaged since: warm up instead
+                task["first"] = max(start, chunk.start - self.overlap)
+        if self.needs_anchor and task["first"] > start and self.is_known(start):
+            anchor = self.entry.load(start)
+            task["anchor"] = pack(anchor) if anchor is not None else None
+        return task
+
+    def _serve(self, worker: Worker) -> None:
+        import ray
+
+        while True:
+            chunk = self.chunks.take(self.stop)
+            if chunk is None:
+                worker.state = "idle"
+                return
+            worker.state = "rendering"
+            following = chunk.start  # the next frame expected: a chunk streams in order
+            try:
+                stream = worker.actor.render_chunk.options(
+                    num_returns="streaming", _generator_backpressure_num_objects=BACKPRESSURE_FRAMES
+                ).remote(self.task_for(chunk))
+                for ref in stream:
+                    index, data = ray.get(ref)
+                    image = unpack(data)
+                    self.entry.store(index, image)  # the cache first: a killed driver keeps the frame
+                    with self.lock:
+                        self.known.add(index)
+                    worker.arrived(time.perf_counter())
+                    self.arrivals.put(("frame", index, image))
+                    following = index + 1
+                    if self.stop.is_set():
+                        break
+            except ray.exceptions.RayTaskError as exc:  # the engine failed on that worker: no retry helps
+                self.chunks.finish()
+                self.arrivals.put(("fatal", failure(worker, exc)))
+                return
+            except ray.exceptions.RayError as exc:  # the worker (or its node) is gone: others take the rest
+                remainder = Chunk(following, chunk.end)
+                self.chunks.finish(remainder)
+                worker.state = "lost"
+                if not self.stop.is_set():
+                    self.arrivals.put(("lost", worker, _first_line(exc), remainder.frames))
+                return
+            except BaseException as exc:  # e.g. the cache could not be written: the render fails
+                self.chunks.finish()
+                self.arrivals.put(("fatal", exc))
+                return
+            self.chunks.finish()
+
+
 class ClusterStages:
     """A callable with _run_stages' contract: (plan, cancel, writer) -> events, frames in order."""
 
@@ -75,117 +172,43 @@ class ClusterStages:
         self.keyframes = keyframes  # hook for keyframe rendering: the source's keyframes, to align chunks
 
     def __call__(self, plan, cancel: CancelToken, writer) -> Iterator[Event]:
-        import ray
-
         entry = plan.entry
         if entry is None:
             raise VdiffError("a cluster render needs the frame cache")
-        span = range(plan.start, plan.end)
-        cached = entry.indices() & set(span)
-        known = set(cached)  # frames whose output is in the cache (the receivers add theirs)
-        known_lock = threading.Lock()
-        missing = sorted(set(span) - cached)
+        cached = entry.indices() & set(range(plan.start, plan.end))
+        missing = sorted(set(range(plan.start, plan.end)) - cached)
         workers = self.pool.workers
         keyframes = self.keyframes() if self.keyframes is not None else None
         chunks = ChunkQueue(plan_chunks(missing, len(workers), self.max_frames,
                                         min(MIN_CHUNK_FRAMES, self.max_frames), keyframes))
-        arrivals: queue.Queue = queue.Queue()
-        stop = threading.Event()
-        params = plan.engine.params
-        propagates = params.temporal_flow
-        needs_anchor = anchors_color(params) or (params.engine == "diffusion" and params.cross_frame_attention)
-
-        def is_known(index: int) -> bool:
-            with known_lock:
-                return index in known
-
-        def task_for(chunk: Chunk) -> dict:
-            warm = warm_start(chunk, plan.start, propagates, is_known, self.overlap)
-            task = {"start": chunk.start, "end": chunk.end, "first": warm.first, "range_start": plan.start,
-                    "seed": None, "anchor": None}
-            if warm.seed is not None:
-                image = entry.load(warm.seed)
-                if image is not None:
-                    task["seed"] = (warm.seed, pack(image))
-                else:  # damaged since: warm up instead
-                    task["first"] = max(plan.start, chunk.start - self.overlap)
-            if needs_anchor and task["first"] > plan.start and is_known(plan.start):
-                anchor = entry.load(plan.start)
-                task["anchor"] = pack(anchor) if anchor is not None else None
-            return task
-
-        def serve(worker: Worker) -> None:
-            while True:
-                chunk = chunks.take(stop)
-                if chunk is None:
-                    worker.state = "idle"
-                    return
-                worker.state = "rendering"
-                following = chunk.start  # the next frame expected: chunks stream in order
-                try:
-                    stream = worker.actor.render_chunk.options(
-                        num_returns="streaming", _generator_backpressure_num_objects=BACKPRESSURE_FRAMES
-                    ).remote(task_for(chunk))
-                    for ref in stream:
-                        index, data = ray.get(ref)
-                        image = unpack(data)
-                        entry.store(index, image)
-                        with known_lock:
-                            known.add(index)
-                        worker.arrived(time.perf_counter())
-                        arrivals.put(("frame", index, image))
-                        following = index + 1
-                        if stop.is_set():
-                            break
-                except ray.exceptions.RayTaskError as exc:  # the engine failed on that worker: no retry helps
-                    chunks.finish()
-                    arrivals.put(("fatal", failure(worker, exc)))
-                    return
-                except ray.exceptions.RayError as exc:  # the worker (or its node) is gone: others take the rest
-                    remainder = Chunk(following, chunk.end)
-                    chunks.finish(remainder)
-                    worker.state = "lost"
-                    if not stop.is_set():
-                        arrivals.put(("lost", worker, _first_line(exc), remainder.frames))
-                    return
-                except BaseException as exc:  # e.g. the cache could not be written: the render fails
-                    chunks.finish()
-                    arrivals.put(("fatal", exc))
-                    return
-                chunks.finish()
-
-        threads = [threading.Thread(target=serve, args=(w,), name=f"vdiff-cluster-{w.number}", daemon=True)
-                   for w in workers]
-        for thread in threads:
-            thread.start()
+        receivers = Receivers(plan, chunks, cached, self.overlap)
         pending: dict = {}  # arrived frames near the write position
         pending_bytes = 0
         last_progress = 0.0
-        done = 0
-        total = plan.end - plan.start
+        done, total = 0, plan.end - plan.start
         finished = False
+        began = time.perf_counter()
 
         def progress() -> ClusterProgress:
             statuses = tuple(w.status() for w in workers)
             received = sum(w.frames for w in statuses)
             return ClusterProgress(statuses, received, len(missing), received / max(time.perf_counter() - began, 1e-6))
 
-        began = time.perf_counter()
+        receivers.start(workers)
         try:
             yield progress()
             index = plan.start
             while index < plan.end:
                 if cancel.cancelled:
                     raise CancelledError()
-                if is_known(index):
+                if receivers.is_known(index):  # next in order: to the writer
                     image = pending.pop(index, None)
                     if image is not None:
                         pending_bytes -= image.nbytes
                     else:
                         image = entry.load(index)
                     if image is None:  # damaged in the cache: render it again
-                        with known_lock:
-                            known.discard(index)
+                        receivers.forget(index)
                         cached.discard(index)
                         chunks.add(Chunk(index, index + 1))
                         continue
@@ -196,25 +219,23 @@ class ClusterStages:
                     index += 1
                     continue
                 try:
-                    message = arrivals.get(timeout=0.1)
+                    message = receivers.arrivals.get(timeout=0.1)
                 except queue.Empty:
-                    if not any(t.is_alive() for t in threads) and arrivals.empty():
+                    if not receivers.alive() and receivers.arrivals.empty():
                         raise VdiffError("every cluster worker was lost; the frames they returned are in the cache: "
                                          "run again with --resume") from None
                     message = None
-                if message is not None:
-                    kind = message[0]
-                    if kind == "frame":
-                        _, arrived, image = message
-                        if arrived >= index and pending_bytes + image.nbytes <= REORDER_BYTES:
-                            pending[arrived] = image
-                            pending_bytes += image.nbytes
-                    elif kind == "lost":
-                        _, worker, text, requeued = message
-                        log.warning("%s was lost: %s", worker.status().label(), text)
-                        yield WorkerLost(worker.status(), text, requeued)
-                    else:
-                        raise message[1]
+                if message is not None and message[0] == "frame":
+                    _, arrived, image = message
+                    if arrived >= index and pending_bytes + image.nbytes <= REORDER_BYTES:
+                        pending[arrived] = image
+                        pending_bytes += image.nbytes
+                elif message is not None and message[0] == "lost":
+                    _, worker, text, requeued = message
+                    log.warning("%s was lost: %s", worker.status().label(), text)
+                    yield WorkerLost(worker.status(), text, requeued)
+                elif message is not None:
+                    raise message[1]
                 now = time.perf_counter()
                 if now - last_progress >= PROGRESS_INTERVAL_S:
                     last_progress = now
@@ -222,11 +243,10 @@ class ClusterStages:
             finished = True
             yield progress()
         finally:
-            stop.set()
+            receivers.stop.set()
             if not finished:  # cancelled, failed or interrupted: stop the remote work now
                 self.pool.kill()
-            for thread in threads:
-                thread.join(timeout=10)
+            receivers.join()
 
 
 def _first_line(exc: BaseException) -> str:
