@@ -334,7 +334,7 @@ class RenderWorker(QThread):
                 self.device_changed.emit(event.device)
                 self.render_started.emit(event.total, event.cached)
             elif isinstance(event, Finished):
-                if self._engine is not None:
+                if self._engine is not None and not request.cluster:
                     self.device_changed.emit(self._engine.device)  # a low-memory fallback changes it
                 self.render_finished.emit(dataclasses.asdict(event))
             elif isinstance(event, Cancelled):
