@@ -43,15 +43,18 @@ class ChunkWorker:
         """Who this worker is, for progress lines and failure reports."""
         import ray
 
-        context = ray.get_runtime_context()
+        node, node_id, gpus = "127.0.0.1", "", []
+        if ray.is_initialized():  # in an actor; outside one (bench, tests) Ray's calls would start a Ray
+            node, node_id = ray.util.get_node_ip_address(), ray.get_runtime_context().get_node_id()[:8]
+            gpus = [str(g) for g in ray.get_gpu_ids()]
         return {
             "number": self.number,
-            "node": ray.util.get_node_ip_address(),
-            "node_id": context.get_node_id()[:8],
+            "node": node,
+            "node_id": node_id,
             "host": socket.gethostname(),
             "pid": os.getpid(),
             "device": self.engine.device if self.engine is not None else "?",
-            "gpus": [str(g) for g in ray.get_gpu_ids()],
+            "gpus": gpus,
         }
 
     def load(self, source: str, identity: dict) -> dict:
