@@ -25,8 +25,10 @@ from typing import Iterator
 import numpy as np
 
 from pipeline.cache import CacheEntry, FrameCache, render_key
+from pipeline.cache_budget import CacheBudget, frame_bytes
 from pipeline.engines import Engine, FrameContext, create_engine
 from pipeline.engines.base import resize_to
+from pipeline.editing.region import RegionEdit, has_region
 from pipeline.errors import BadInputError, CancelledError, OutOfMemoryError, VdiffError
 from pipeline.events import Cancelled, CancelToken, Event, Failed, Finished, FrameReady, Started, Step
 from pipeline.request import RenderRequest
@@ -38,6 +40,7 @@ from pipeline.video.writer import check_output_path, even_size
 log = logging.getLogger(__name__)
 
 QUEUE_FRAMES = 6  # frames buffered between stages: enough to overlap, small enough to bound memory
+EVENT_QUEUE = 8  # events waiting for the consumer; FrameReady waits for room, Step is dropped when full
 _DONE = object()
 
 
@@ -50,6 +53,8 @@ class _Plan:
     entry: CacheEntry | None
     out_size: tuple[int, int]
     stabilizer: Stabilizer | None = None  # the consistency state carried from frame to frame, if any
+    edit: RegionEdit | None = None  # the region a content edit is limited to, if any
+    budget: CacheBudget | None = None  # keeps the cache inside its bound and the disk from filling
 
 
 def resolve_range(info: VideoInfo, start: int, end: int | None) -> tuple[int, int]:
@@ -98,12 +103,13 @@ def render_frames(
     cancel = cancel or CancelToken()
     own_engine = engine is None
     writer = None
+    plan = None
     done = 0
     try:
         # 1. check inputs
         request.params.validate()
         if request.output is not None:
-            check_output_path(request.output)
+            check_output_path(request.output, request.source)
         info = probe(request.source)
         check_renderable(info)
         start, end = resolve_range(info, request.start, request.end)
@@ -112,11 +118,17 @@ def render_frames(
         engine.prepare(cancel)
         out_size = engine.output_size(info.width, info.height)
         entry = None
+        budget = None
         if request.use_cache:
             cache = cache or FrameCache()
             entry = open_cache_entry(cache, info, engine, start)
             cache.evict(keep={entry.key})
-        plan = _Plan(info, start, end, engine, entry, out_size)
+            missing = len(set(range(start, end)) - entry.indices())
+            budget = CacheBudget(cache, entry, frame_bytes(out_size), missing)
+            budget.check_start()
+        plan = _Plan(info, start, end, engine, entry, out_size, budget=budget)
+        if has_region(request.params):
+            plan.edit = RegionEdit(request.params, info, start, end)
         if is_stateful(request.params):
             plan.stabilizer = Stabilizer(request.params, start, lambda index: _decode_one(plan, index)[0])
         cached = len(entry.indices() & set(range(start, end))) if entry else 0
@@ -140,20 +152,26 @@ def render_frames(
             yield event
         if cancel.cancelled:
             raise CancelledError()
-        # 4. finish
+        # 4. finish: verify the partial, and only then move it over the target
         verification = None
         output = None
         if writer is not None:
-            output = str(writer.finish())
-            verification = verify_output(
-                writer.target,
-                frames=end - start,
-                fps=info.fps,
-                duration=info.range_duration(start, end),
-                audio=request.output.audio and info.has_audio and request.output.codec != "png",
-                size=writer.size,
-                timestamps=[info.frame_time(i) - info.frame_time(start) for i in range(start, end)] if info.vfr else None,
-            ).to_json()
+            expected = writer.expected_audio
+
+            def check(path):
+                return verify_output(
+                    path,
+                    frames=end - start,
+                    fps=info.fps,
+                    duration=info.range_duration(start, end),
+                    audio=bool(expected),
+                    size=writer.size,
+                    timestamps=[info.frame_time(i) - info.frame_time(start) for i in range(start, end)] if info.vfr else None,
+                    audio_streams=expected,
+                )
+
+            output = str(writer.finish(check))
+            verification = writer.verification.to_json()
             writer = None
         if entry is not None:
             entry.write_meta({"complete_ranges": _merge_range(entry.read_meta().get("complete_ranges", []), start, end)})
@@ -169,12 +187,8 @@ def render_frames(
     except VdiffError as exc:
         kind = "out_of_memory" if isinstance(exc, OutOfMemoryError) else "error"
         yield Failed(str(exc), exit_code=exc.exit_code, done=done, kind=kind)
-    except OSError as exc:  # the frame cache could not be written
-        if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
-            message = "the disk is full while writing the frame cache; free some space and run again (it resumes)"
-        else:
-            message = f"cannot write the frame cache: {exc.strerror or exc}"
-        yield Failed(message, exit_code=2, done=done)
+    except OSError as exc:  # a file could not be read or written: say which, and why
+        yield Failed(describe_os_error(exc, cache.root if cache is not None else None), exit_code=2, done=done)
     except Exception as exc:  # an internal error: keep the traceback in the log, show one line
         log.error("render failed: %s: %s", type(exc).__name__, exc)
         log.debug("render failed:\n%s", traceback.format_exc())
@@ -184,6 +198,40 @@ def render_frames(
             writer.abort()
         if own_engine and engine is not None:
             engine.close()
+        if plan is not None and plan.edit is not None:
+            plan.edit.close()
+
+
+def describe_os_error(exc: OSError, cache_root=None) -> str:
+    """One line naming the file and the cause; "frame cache" only when the file is in the cache."""
+    name = exc.filename or ""
+    in_cache = bool(name) and cache_root is not None and _is_inside(name, cache_root)
+    what = f"the frame cache ({name})" if in_cache else (str(name) if name else "a file")
+    if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+        hint = "run again (it resumes)" if in_cache else "try again"
+        return f"the disk is full while writing {what}; free some space and {hint}"
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    return f"cannot {'write' if in_cache else 'read or write'} {what}: {reason}"
+
+
+def _is_inside(name, folder) -> bool:
+    from pathlib import Path
+
+    try:
+        return Path(name).resolve().is_relative_to(Path(folder).resolve())
+    except (OSError, ValueError):
+        return False
+
+
+def output_timestamps(info: VideoInfo, start: int, end: int) -> list[int]:
+    """Each output frame's pts (time_base units, 0 = the range's first frame). Frames that share a
+    source timestamp (duplicate packets) are kept, one tick apart, since the encoder needs increasing ones."""
+    stamps, last = [], -1
+    for index in range(start, end):
+        pts = max(info.pts[index] - info.pts[start], last + 1)
+        stamps.append(pts)
+        last = pts
+    return stamps
 
 
 def _total(request: RenderRequest) -> int:
@@ -214,7 +262,8 @@ def _run_stages(plan: _Plan, cancel: CancelToken, writer: VideoWriter | None) ->
     batch = max(1, int(getattr(plan.engine, "batch_frames", 1))) if ahead else 1
     units_q: queue.Queue = queue.Queue(max(1, QUEUE_FRAMES // batch))  # futures of frame batches, in order
     results_q: queue.Queue = queue.Queue(QUEUE_FRAMES)
-    events_q: queue.Queue = queue.Queue()
+    # bounded: a slow consumer holds the render back instead of growing memory with full frames
+    events_q: queue.Queue = queue.Queue(EVENT_QUEUE)
     stop = threading.Event()  # set by any stage that fails, or by the consumer leaving
     failure: list[BaseException] = []
     pool = ThreadPoolExecutor(workers, thread_name_prefix="vdiff-engine")
@@ -225,8 +274,6 @@ def _run_stages(plan: _Plan, cancel: CancelToken, writer: VideoWriter | None) ->
         except BaseException as exc:  # forwarded to the consumer, which re-raises it
             failure.append(exc)
             stop.set()
-        finally:
-            events_q.put(_DONE)
 
     def put(q: queue.Queue, item) -> bool:
         while not stop.is_set():
@@ -249,7 +296,7 @@ def _run_stages(plan: _Plan, cancel: CancelToken, writer: VideoWriter | None) ->
         return FrameContext(
             index=index,
             cancel=cancel,
-            on_step=lambda step, steps: events_q.put(Step(index, step, steps)),
+            on_step=lambda step, steps: _offer(events_q, Step(index, step, steps)),
             neighbors=neighbors,
             center=center,
         )
@@ -269,6 +316,8 @@ def _run_stages(plan: _Plan, cancel: CancelToken, writer: VideoWriter | None) ->
                 size = plan.engine.output_size(frame.shape[1], frame.shape[0])
                 flow = motion(resize_to(previous, size), resize_to(frame, size), plan.engine.params.flow_blend)
             result = [index, frame, context(index, neighbors, center), image, image is not None, flow]
+            if image is None and plan.edit is not None:  # the engine may keep the source outside it too
+                result[2].mask = plan.edit.mask_at(index, plan.out_size)
             results.append(result)
             if ahead and image is None:
                 todo.append(result)
@@ -316,6 +365,10 @@ def _run_stages(plan: _Plan, cancel: CancelToken, writer: VideoWriter | None) ->
                     image = plan.stabilizer.process(engine, frame, ctx, flow)
                 elif not ahead:
                     image = plan.engine.process(frame, ctx)
+                if plan.edit is not None and not from_cache:  # outside the mask the output is the source
+                    image = plan.edit.apply(index, frame, image)
+                    if plan.stabilizer is not None:
+                        plan.stabilizer.replace_output(image)
                 if not put(results_q, (index, image, from_cache)):
                     return
         put(results_q, _DONE)
@@ -323,38 +376,42 @@ def _run_stages(plan: _Plan, cancel: CancelToken, writer: VideoWriter | None) ->
     def store() -> None:
         done = 0
         total = plan.end - plan.start
+        stamps = output_timestamps(plan.info, plan.start, plan.end) if writer is not None else []
         while True:
             item = get(results_q)
             if item is _DONE:
                 break
             index, image, from_cache = item
             if plan.entry is not None and not from_cache:
+                if plan.budget is not None:
+                    plan.budget.before_store(image.nbytes)
                 plan.entry.store(index, image)
             if writer is not None:
-                writer.write(image, plan.info.pts[index] - plan.info.pts[plan.start])
+                writer.write(image, stamps[index - plan.start])
             done += 1
-            events_q.put(FrameReady(index, image, from_cache, done, total))
+            if not put(events_q, FrameReady(index, image, from_cache, done, total)):  # waits while the consumer is behind
+                return
 
     threads = [
         threading.Thread(target=guarded, args=(stage,), name=f"vdiff-{stage.__name__}", daemon=True)
         for stage in (decode, follow, store)
     ]
-    finished = 0
+    ended = False
     with _parallel(plan.engine, workers):
         for thread in threads:
             thread.start()
         try:
-            while finished < len(threads):
+            while True:
                 try:
                     event = events_q.get(timeout=0.1)
                 except queue.Empty:
-                    continue
-                if event is _DONE:
-                    finished += 1
+                    if not any(thread.is_alive() for thread in threads) and events_q.empty():
+                        break  # every stage ended and everything it reported was handed on
                     continue
                 yield event
+            ended = True
         finally:
-            if finished < len(threads):  # the consumer left early, or Ctrl+C: wind the stages down
+            if not ended:  # the consumer left early, or Ctrl+C: wind the stages down
                 cancel.cancel()
                 stop.set()
             for thread in threads:
@@ -362,6 +419,14 @@ def _run_stages(plan: _Plan, cancel: CancelToken, writer: VideoWriter | None) ->
             pool.shutdown(wait=True, cancel_futures=True)
     if failure:
         raise failure[0]
+
+
+def _offer(events_q: queue.Queue, event: Event) -> None:
+    """Progress that may be dropped: a slow consumer misses a step count, never a frame."""
+    try:
+        events_q.put_nowait(event)
+    except queue.Full:
+        pass
 
 
 def _computes_ahead(plan: _Plan) -> bool:
@@ -457,6 +522,7 @@ def preview_frame(
     cancel: CancelToken | None = None,
     entry: CacheEntry | None = None,
     on_step=None,
+    edit: RegionEdit | None = None,
 ) -> tuple[np.ndarray, bool]:
     """The stylized frame `index` for a scrub preview: from the cache when there, else rendered and stored.
 
@@ -464,7 +530,7 @@ def preview_frame(
     frames do not depend on the frames before them, so it never stands in for a consistent render's.
     An engine with a faster, lower-quality preview path (`engine.preview`, e.g. diffusion's tiny
     autoencoder) uses it here, and such a frame is never stored: the export renders its own.
-    Returns (image, from_cache). The engine must be prepared; the caller's thread owns it.
+    `edit` (pipeline.editing) limits the change to its mask. Returns (image, from_cache). The engine must be prepared; the caller's thread owns it.
     """
     check_renderable(reader.info)
     if entry is not None:
@@ -475,8 +541,13 @@ def preview_frame(
     lo, hi = max(0, index - radius), min(reader.info.frame_count, index + radius + 1)
     frames = [reader.frame(i) for i in range(lo, hi)]
     ctx = FrameContext(index=index, cancel=cancel or CancelToken(), on_step=on_step, neighbors=frames, center=index - lo)
+    source = frames[index - lo]
+    if edit is not None:
+        ctx.mask = edit.mask_at(index, engine.output_size(source.shape[1], source.shape[0]))
     preview = getattr(engine, "preview", None)
-    image = (preview or engine.process)(frames[index - lo], ctx)
+    image = (preview or engine.process)(source, ctx)
+    if edit is not None:
+        image = edit.apply(index, source, image)
     exact = preview is None or getattr(engine, "previews_exact", True)  # known once the preview ran
     if entry is not None and exact and not is_stateful(engine.params):
         entry.store(index, image)

@@ -54,6 +54,14 @@ class StyleParams:
     # match each frame's LAB mean and deviation to the range's first frame; None: on for diffusion only
     # (on fast-style it measured no gain, docs/quality.md)
     color_anchor: bool | None = None
+    # content editing (pipeline/editing): a region that follows the motion, values that change over time
+    mask: str | None = None  # an image (one mask), a video or a PNG folder (a mask per source frame); white is edited
+    mask_anchors: tuple = ()  # ((frame, PNG path), ...): masks painted on frames, tracked along the flow
+    mask_feather: float = 0.0  # soft edge of the composite with the source, in output pixels
+    prompt_keys: tuple = ()  # ((frame, text), ...) when the prompt changes over time (embeddings interpolated)
+    strength_keys: tuple = ()  # ((frame, strength), ...), interpolated (diffusion)
+    seed_keys: tuple = ()  # ((frame, seed), ...), each held until the next (diffusion)
+    image_guidance: float = 1.5  # InstructPix2Pix models: how closely to keep to the source frame
     # shared
     strength: float = 1.0
     max_side: int = 0  # 0: source size (diffusion: 512 if the source is larger)
@@ -77,6 +85,11 @@ class StyleParams:
             raise BadInputError(f"max side must be 0 (source size) or positive, got {self.max_side}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise BadInputError(f"unknown device '{self.device}'; use auto, cpu or cuda")
+        if self.mask_feather < 0:
+            raise BadInputError(f"the mask feather must be 0 or more pixels, got {self.mask_feather}")
+        for frame, value in self.strength_keys:
+            if not 0.0 <= value <= 1.0:
+                raise BadInputError(f"strength must be between 0 and 1, got {value} at frame {frame}")
         if self.engine == "diffusion" and not self.model:
             raise BadInputError("the diffusion engine needs a model: a hub id, a diffusers folder or a .safetensors file")
         return self
@@ -88,6 +101,7 @@ class StyleParams:
             data[name] = getattr(self, name)
         if self.engine == "fast-style" and self.style_image:
             data["style_image"] = _file_identity(self.style_image)
+        data.update(_editing_identity(self))
         return data
 
     def replace(self, **changes) -> "StyleParams":
@@ -103,11 +117,43 @@ class StyleParams:
         kwargs = {}
         for key, value in data.items():
             if key in known:
-                kwargs[key] = value
+                kwargs[key] = _keys_tuple(value) if key in KEYED_FIELDS else value
         try:
             return cls(**kwargs)
         except TypeError as exc:
             raise BadInputError(f"bad parameters: {exc}") from None
+
+
+KEYED_FIELDS = ("mask_anchors", "prompt_keys", "strength_keys", "seed_keys")
+
+
+def _keys_tuple(value) -> tuple:
+    """((frame, value), ...) from its JSON form (lists), so the frozen params stay hashable."""
+    try:
+        return tuple((int(frame), item) for frame, item in value or ())
+    except (TypeError, ValueError):
+        raise BadInputError(f"bad keyframes: {value!r}") from None
+
+
+def _editing_identity(p: "StyleParams") -> dict:
+    """What the content-editing settings add to the cache key: masks by their content, schedules as
+    (frame, value) pairs; nothing when they are unset, so existing keys stay the same."""
+    from pipeline.editing.masks import mask_identity
+
+    data: dict = {}
+    if p.mask:
+        data["mask"] = mask_identity(p.mask)
+    if p.mask_anchors:
+        data["mask_anchors"] = [[frame, mask_identity(path)] for frame, path in p.mask_anchors]
+    if p.mask or p.mask_anchors:
+        data["mask_feather"] = p.mask_feather
+    if p.engine == "diffusion":
+        for name in ("prompt_keys", "strength_keys", "seed_keys"):
+            if getattr(p, name):
+                data[name] = [list(key) for key in getattr(p, name)]
+        if p.image_guidance != StyleParams.image_guidance:  # used by InstructPix2Pix models only; a miss elsewhere is harmless
+            data["image_guidance"] = p.image_guidance
+    return data
 
 
 def _file_identity(path: str) -> str:
@@ -127,6 +173,8 @@ class OutputSpec:
     codec: str = "h264"
     crf: int = 18
     audio: bool = True
+    # a PNG sequence into a folder that is not empty: replace its frame_*.png files, touch nothing else
+    overwrite: bool = False
 
     def __post_init__(self) -> None:
         if self.codec not in CODECS:
@@ -151,22 +199,28 @@ class RenderRequest:
 
 
 
-def parse_position(text: str, fps: float, frame_count: int) -> int:
-    """Turn '120' (frame), '4.5s', '1:02.5' or '00:01:02.5' (time) into a frame index."""
+def parse_position(text: str, fps: float, frame_count: int, timeline=None) -> int:
+    """Turn '120' (frame), '4.5s', '1:02.5' or '00:01:02.5' (time) into a frame index.
+
+    Pass the clip's VideoInfo as `timeline`: a time then picks the frame whose timestamp is nearest
+    (through the timestamp index, so variable-frame-rate clips resolve right), and the clip's end time
+    gives frame_count. Without it the average rate `fps` is used.
+    """
     text = text.strip()
     try:
         if ":" in text:
             seconds = 0.0
             for part in text.split(":"):
                 seconds = seconds * 60 + float(part)
-            return round(seconds * fps)
-        if text.endswith("s"):
-            return round(float(text[:-1]) * fps)
-        if "." in text:
-            return round(float(text) * fps)
-        value = int(text)
+        elif text.endswith("s"):
+            seconds = float(text[:-1])
+        elif "." in text:
+            seconds = float(text)
+        else:
+            value = int(text)
+            if value < 0:
+                value += frame_count  # negative counts from the end, like Python slices
+            return value
     except ValueError:
         raise BadInputError(f"cannot read '{text}' as a frame number or a time (e.g. 120, 4.5s, 1:02.5)") from None
-    if value < 0:
-        value += frame_count  # negative counts from the end, like Python slices
-    return value
+    return timeline.frame_at(seconds) if timeline is not None else round(seconds * fps)

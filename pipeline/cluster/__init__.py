@@ -80,6 +80,12 @@ def render_on_cluster(request: RenderRequest, address: str | None = None, cancel
     if not request.use_cache:
         yield Failed("a cluster render needs the frame cache (it is how frames come back): drop --no-cache", exit_code=2)
         return
+    from pipeline.editing.region import has_region
+
+    if has_region(request.params):
+        yield Failed("region edits (--mask, --mask-at) do not run on a cluster yet: render them on this machine",
+                     exit_code=2)
+        return
     try:
         address = parse_address(address or request.cluster or "")
         if codec is not None and codec not in CODECS:

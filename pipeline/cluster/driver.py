@@ -23,6 +23,7 @@ from pipeline.cluster.progress import ClusterProgress, WorkerLost
 from pipeline.cluster.transfer import pack, unpack
 from pipeline.errors import CancelledError, VdiffError
 from pipeline.events import CancelToken, Event, FrameReady
+from pipeline.render import output_timestamps
 from pipeline.temporal.stabilizer import anchors_color
 
 log = logging.getLogger(__name__)
@@ -137,6 +138,9 @@ class Receivers:
                 for ref in stream:
                     index, data = ray.get(ref)
                     image = unpack(data)
+                    with self.lock:  # the cache's bound, as a local render keeps it (one receiver at a time)
+                        if self.plan.budget is not None:
+                            self.plan.budget.before_store(image.nbytes)
                     self.entry.store(index, image)  # the cache first: a killed driver keeps the frame
                     with self.lock:
                         self.known.add(index)
@@ -182,6 +186,7 @@ class ClusterStages:
         chunks = ChunkQueue(plan_chunks(missing, len(workers), self.max_frames,
                                         min(MIN_CHUNK_FRAMES, self.max_frames), keyframes))
         receivers = Receivers(plan, chunks, cached, self.overlap)
+        stamps = output_timestamps(plan.info, plan.start, plan.end) if writer is not None else []
         pending: dict = {}  # arrived frames near the write position
         pending_bytes = 0
         last_progress = 0.0
@@ -213,7 +218,7 @@ class ClusterStages:
                         chunks.add(Chunk(index, index + 1))
                         continue
                     if writer is not None:
-                        writer.write(image, plan.info.pts[index] - plan.info.pts[plan.start])
+                        writer.write(image, stamps[index - plan.start])
                     done += 1
                     yield FrameReady(index, image, index in cached, done, total)
                     index += 1
