@@ -104,6 +104,17 @@ def test_a_worker_that_does_not_see_the_source_renders_from_the_copy_it_is_sent(
     assert sorted(frames) == [3, 4, 5] and all(np.array_equal(frames[i], local[i]) for i in frames)
 
 
+def test_a_region_edit_is_refused_on_a_cluster_in_one_message(tmp_path):
+    import cv2
+
+    clip = make_footage_clip(tmp_path / "clip.mp4", frames=4, width=64, height=48, audio=False)
+    mask = tmp_path / "mask.png"
+    cv2.imwrite(str(mask), np.full((48, 64), 255, np.uint8))
+    events = list(render_on_cluster(RenderRequest(clip, StyleParams(mask=str(mask))), "127.0.0.1:1"))
+    assert len(events) == 1 and isinstance(events[0], Failed) and events[0].exit_code == 2
+    assert "do not run on a cluster" in events[0].message
+
+
 # -- a real head on loopback ---------------------------------------------------------------------------
 
 def _free_port() -> int:
