@@ -158,6 +158,23 @@ def conditioning_from_args(args) -> dict:
                 annotator=args.annotator, safety_checker=args.safety_checker)
 
 
+def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
+    from pipeline.cluster.chunks import MAX_CHUNK_FRAMES, SEAM_OVERLAP
+
+    g = parser.add_argument_group("distributed rendering (the vdiff[cluster] extra; see docs/distributed.md)")
+    g.add_argument("--cluster", metavar="ADDRESS",
+                   help="render on a Ray cluster: auto, HOST:PORT (a head started with `ray start --head`), "
+                   "ray://HOST:10001, or local (Ray started here for the render: one engine per GPU, else per CPU core)")
+    g.add_argument("--cluster-workers", type=int, default=None, metavar="N",
+                   help="use at most N workers (default: one per GPU of the cluster, else one per CPU core)")
+    g.add_argument("--chunk-frames", type=int, default=MAX_CHUNK_FRAMES, metavar="N",
+                   help=f"the longest run of frames a worker renders at once (default: {MAX_CHUNK_FRAMES}; the last chunks are shorter)")
+    g.add_argument("--frame-codec", choices=("lz4", "png", "zlib", "raw"), default="lz4",
+                   help="how frames travel back: lz4 (default), png (smallest, slowest: slow links), zlib, raw (fast links)")
+    g.add_argument("--seam-overlap", type=int, default=SEAM_OVERLAP, metavar="N",
+                   help=f"frames a worker renders before its chunk so its temporal state matches (default: {SEAM_OVERLAP})")
+
+
 def _add_editing_options(parser: argparse.ArgumentParser) -> None:
     e = parser.add_argument_group("content editing (docs/editing.md)")
     e.add_argument("--mask", metavar="PATH",
@@ -209,6 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(VDIFF_PROFILE=1: the same without the flag)")
     _add_engine_options(render)
     _add_editing_options(render)
+    _add_cluster_options(render)
 
     preview = sub.add_parser("preview", help="stylize one frame to a PNG (alone: temporal consistency needs a render)")
     preview.add_argument("input", metavar="INPUT")
@@ -368,6 +386,7 @@ def _check_style_image(params) -> None:
 
 def _cmd_render(args) -> int:
     from pipeline.cache import FrameCache, render_key
+    from pipeline.cluster.progress import ClusterProgress, WorkerLost
     from pipeline.engines import create_engine
     from pipeline.profile import enabled_by_environment, profiling
     from pipeline.render import cache_description, resolve_range
@@ -382,7 +401,8 @@ def _cmd_render(args) -> int:
     start, end = resolve_range(info, start, end)
     output = OutputSpec(Path(args.output), codec=args.codec, crf=args.crf, audio=not args.no_audio,
                         overwrite=args.overwrite)
-    request = RenderRequest(Path(args.input), params, start, end, output, use_cache=not args.no_cache)
+    request = RenderRequest(Path(args.input), params, start, end, output, use_cache=not args.no_cache,
+                            cluster=_cluster_address(args))
     if args.resume and not args.no_cache:
         entry = FrameCache().find(render_key(info, cache_description(create_engine(params), start)))
         have = len(entry.indices() & set(range(start, end))) if entry else 0
@@ -404,8 +424,17 @@ def _render_with_progress(request, progress) -> int:
     from pipeline.render import render_frames
 
     cancel = CancelToken()
-    for event in render_frames(request, cancel):
-        if isinstance(event, Started):
+    if request.cluster:
+        from pipeline.cluster import render_on_cluster
+
+        events = render_on_cluster(request, cancel=cancel, workers=args.cluster_workers,
+                                   chunk_frames=args.chunk_frames, overlap=args.seam_overlap, codec=args.frame_codec)
+    else:
+        events = render_frames(request, cancel)
+    for event in events:
+        if isinstance(event, (ClusterProgress, WorkerLost)):
+            progress.cluster(event)
+        elif isinstance(event, Started):
             progress.start(event.cached, event.device)
         elif isinstance(event, Step):
             progress.step(event.step, event.steps)
@@ -422,6 +451,23 @@ def _render_with_progress(request, progress) -> int:
             print(f"vdiff: error: {event.message}", file=sys.stderr)
             return event.exit_code
     return EXIT_INTERNAL
+
+
+def _cluster_address(args) -> str | None:
+    """The checked --cluster address, or None to render here."""
+    from pipeline.errors import BadInputError
+
+    if args.cluster is None:
+        return None
+    from pipeline.cluster.address import parse_address, ray_available, why_unavailable
+
+    if args.no_cache:
+        raise BadInputError("--cluster needs the frame cache (frames come back through it): drop --no-cache")
+    if args.chunk_frames < 1 or args.seam_overlap < 0 or (args.cluster_workers is not None and args.cluster_workers < 1):
+        raise BadInputError("--chunk-frames and --cluster-workers must be at least 1, --seam-overlap at least 0")
+    if not ray_available():
+        raise BadInputError(why_unavailable())
+    return parse_address(args.cluster)
 
 
 def _report_finished(event) -> int:
@@ -448,6 +494,8 @@ class ProgressBar:
         self.done = 0
         self.rendered = 0
         self.step_text = ""
+        self.cluster_text = ""
+        self._workers_shown = False
         self._last_print = 0.0
 
     def start(self, cached: int, device: str) -> None:
@@ -466,6 +514,26 @@ class ProgressBar:
         self.step_text = ""
         self._draw()
 
+    def cluster(self, event) -> None:
+        """A cluster render's worker list (once), lost workers (always), per-worker rates on the bar."""
+        from pipeline.cluster.progress import WorkerLost
+
+        if isinstance(event, WorkerLost):
+            self._line(f"vdiff: {event.summary()}")
+            return
+        if not self._workers_shown and event.workers:
+            self._workers_shown = True
+            for worker in event.workers:
+                self._line(f"cluster: {worker.label()} on {worker.device}")
+        self.cluster_text = "  " + " ".join(f"w{w.number}:{w.fps:.1f}" + ("x" if w.state == "lost" else "")
+                                            for w in event.workers) + " fps"
+        if self.done < self.total:
+            self._draw()
+
+    def _line(self, text: str) -> None:
+        if not self.quiet:
+            print(("\r\033[K" if self.tty else "") + text, file=sys.stderr, flush=True)
+
     def _draw(self) -> None:
         if self.quiet:
             return
@@ -480,7 +548,7 @@ class ProgressBar:
         width = 30
         filled = int(width * self.done / max(1, self.total))
         line = (f"[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} frames  "
-                f"{fps:5.1f} fps  ETA {int(eta // 60)}:{int(eta % 60):02d}{self.step_text}")
+                f"{fps:5.1f} fps  ETA {int(eta // 60)}:{int(eta % 60):02d}{self.step_text}{self.cluster_text}")
         print(("\r" + line + "\033[K") if self.tty else line, end="" if self.tty else "\n", file=sys.stderr, flush=True)
 
     def close(self) -> None:

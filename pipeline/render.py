@@ -95,11 +95,13 @@ def render_frames(
     cancel: CancelToken | None = None,
     cache: FrameCache | None = None,
     engine: Engine | None = None,
+    stages=None,
 ) -> Iterator[Event]:
     """Render request.source[start:end] (and write request.output, if set), yielding events.
 
     Pass `engine` to reuse an engine that is already prepared (the GUI keeps one loaded); otherwise
-    one is created from request.params and closed at the end.
+    one is created from request.params and closed at the end. `stages(plan, cancel, writer)` replaces
+    the local decode/engine/cache/encode stages (pipeline.cluster renders the frames elsewhere).
     """
     cancel = cancel or CancelToken()
     own_engine = engine is None
@@ -147,7 +149,7 @@ def render_frames(
         # 3. the loop
         began = time.perf_counter()
         rendered = 0
-        for event in _run_stages(plan, cancel, writer):
+        for event in (stages or _run_stages)(plan, cancel, writer):
             if isinstance(event, FrameReady):
                 done = event.done
                 rendered += not event.from_cache
@@ -504,6 +506,17 @@ def _decode_one(plan: _Plan, index: int) -> tuple[np.ndarray, list, int]:
         lo, hi = max(0, index - radius), min(plan.info.frame_count, index + radius + 1)
         frames = [reader.frame(i) for i in range(lo, hi)]
     return frames[index - lo], frames, index - lo
+
+
+def render_span(engine: Engine, info: VideoInfo, start: int, end: int, cancel: CancelToken | None = None,
+                stabilizer: Stabilizer | None = None) -> Iterator[FrameReady]:
+    """Frames start..end-1 of `info` through a prepared engine, in order, with no cache and no output:
+    the same stages as a render, for a cluster worker's chunk (pipeline.cluster). `stabilizer`, when
+    given, carries the consistency state in (its anchor and previous frame set by the caller)."""
+    plan = _Plan(info, start, end, engine, None, engine.output_size(info.width, info.height), stabilizer)
+    for event in _run_stages(plan, cancel or CancelToken(), None):
+        if isinstance(event, FrameReady):
+            yield event
 
 
 def preview_frame(

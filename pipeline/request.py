@@ -258,6 +258,9 @@ class RenderRequest:
     end: int | None = None  # exclusive; None: to the end of the clip
     output: OutputSpec | None = None
     use_cache: bool = True
+    # distributed rendering (pipeline.cluster): a Ray address (auto, HOST:PORT, ray://HOST:10001, local)
+    # to render on instead of this machine; None renders here
+    cluster: str | None = None
 
 
 

@@ -88,3 +88,11 @@ def test_desktop_file_and_icon_fit_together():
     png = (ROOT / "resources" / "vdiff.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and struct.unpack(">II", png[16:24]) == (256, 256)
     assert (ROOT / "resources" / "vdiff.svg").read_text().lstrip().startswith(("<svg", "<?xml"))
+
+
+def test_the_bundle_leaves_ray_out():
+    """build.spec excludes the cluster extra; the app then shows the cluster choice disabled (test_cluster_gui)."""
+    spec = (ROOT / "build.spec").read_text()
+    excludes = spec[spec.index("excludes = ["):]
+    excludes = excludes[: excludes.index("]")]
+    assert '"ray"' in excludes and '"lz4"' in excludes

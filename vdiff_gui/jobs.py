@@ -74,6 +74,7 @@ class JobController(QObject):
     cancelled = Signal()
     failed = Signal(str, str)  # message, kind
     jobs_changed = Signal()  # the queue, the running job or the history changed
+    cluster_status_changed = Signal(str)  # a cluster render's workers: frames and rate each, or a lost one
 
     def __init__(self, state: ProjectState, worker: RenderWorker, parent: QObject | None = None):
         super().__init__(parent)
@@ -84,6 +85,8 @@ class JobController(QObject):
         self.history: deque[Job] = deque(maxlen=HISTORY)
         self.last_request: RenderRequest | None = None
         self._total = 0
+        self.cluster: str | None = None  # the Ray address renders go to (vdiff_gui.widgets.render_target); None: here
+        worker.cluster_changed.connect(self.cluster_status_changed)
         worker.render_started.connect(self._on_started)
         worker.progress_changed.connect(self._on_progress)
         worker.step_changed.connect(self._on_step)
@@ -121,7 +124,8 @@ class JobController(QObject):
         """Render the in/out range (frames already cached are reused: this resumes a render)."""
         if self.state.info is None:
             return None
-        return self.submit(RenderRequest(self.state.info.path, self.state.params, self.state.in_point, self.state.out_point + 1))
+        return self.submit(RenderRequest(self.state.info.path, self.state.params, self.state.in_point, self.state.out_point + 1,
+                                         cluster=self.cluster))
 
     def submit(self, request: RenderRequest) -> Job:
         """Start the job now, or queue it behind the running one."""
@@ -149,7 +153,7 @@ class JobController(QObject):
         if self.last_request is not None and not self.busy:
             params = self.last_request.params.replace(**param_changes)
             self.submit(RenderRequest(self.last_request.source, params, self.last_request.start,
-                                      self.last_request.end, self.last_request.output))
+                                      self.last_request.end, self.last_request.output, cluster=self.last_request.cluster))
 
     def remove_queued(self, job_id: int) -> bool:
         """Take a job that has not started out of the queue (it ends as cancelled, in the history)."""

@@ -61,6 +61,7 @@ class MainWindow(QMainWindow):
         self.param_panel = ParamPanel(self.state, PresetStore(), lambda text: self.show_error(text))
         self.param_panel.region.set_frame_source(lambda: self.compare.before_view.image())  # masks are painted on it
         self.jobs = JobController(self.state, self.worker, self)
+        self.jobs.cluster = self.settings.render_cluster()  # "Render on", as last chosen in the export settings
         self.render_bar = RenderBar(self.state, self.jobs)
         self.job_list = JobList(self.jobs)
         self.preview = PreviewController(self.state, self.worker, self.compare, self.timeline, self.show_error, self)
@@ -348,6 +349,9 @@ class MainWindow(QMainWindow):
         if job_state == "idle":
             self.preview.render_ended()
 
+    def _on_render_target_changed(self, cluster: str | None) -> None:
+        self.jobs.cluster = cluster  # Render in–out goes where Export does
+
     def _on_export_done(self, result: dict) -> None:
         self.settings.add_export(history_entry(result))
         self.export_box = export_done_box(self, result)
@@ -405,7 +409,8 @@ class MainWindow(QMainWindow):
         if self.state.info is None:
             return None
         dialog = ExportDialog(self.state.info, self.state.params, self.state.in_point, self.state.out_point, self,
-                              self.settings)
+                              settings=self.settings)
+        dialog.render_on.changed.connect(self._on_render_target_changed)
         dialog.accepted.connect(lambda: self.jobs.submit(dialog.request()))
         dialog.open()
         self.export_dialog = dialog

@@ -114,6 +114,7 @@ class RenderWorker(QThread):
     cache_entry_changed = Signal(str, object, int)  # cache folder, the StyleParams and range start it holds frames for
     flicker_changed = Signal(float, float, int)  # warp error of the render's sampled pairs, of its source (the floor), pairs
     flicker_measured = Signal(int, float, float)  # frame index, its warp error from the frame before, the source's
+    cluster_changed = Signal(str)  # a cluster render's per-worker progress line, or a lost worker (pipeline.cluster)
 
     def __init__(self, cache: FrameCache | None = None, parent=None):
         super().__init__(parent)
@@ -352,6 +353,16 @@ class RenderWorker(QThread):
         return self._region[1]
 
     def _run_render(self, request: RenderRequest, token: CancelToken) -> None:
+        if request.cluster:  # the frames are made on the cluster's workers: no engine to load here
+            try:
+                from pipeline.cluster import render_on_cluster
+
+                self._dispatch(render_on_cluster(request, cancel=token, cache=self._cache), request)
+            finally:
+                with self._cond:
+                    self._render_token = None
+                    self._paused = False
+            return
         try:
             try:
                 engine = self._ensure_engine(request.params, token)
@@ -397,12 +408,14 @@ class RenderWorker(QThread):
                     self._serve_cached_preview(request)
                 elif isinstance(event, Step):
                     self.step_changed.emit(event.index, event.step, event.steps)
+                elif hasattr(event, "summary"):  # pipeline.cluster's ClusterProgress and WorkerLost
+                    self.cluster_changed.emit(event.summary())
                 elif isinstance(event, Started):
                     self.device_changed.emit(event.device)
                     self.render_started.emit(event.total, event.cached)
                 elif isinstance(event, Finished):
                     meter.close(wait=True)  # the pair already queued is measured before the render is reported done
-                    if self._engine is not None:
+                    if self._engine is not None and not request.cluster:
                         self.device_changed.emit(self._engine.device)  # a low-memory fallback changes it
                     self.render_finished.emit(dataclasses.asdict(event))
                 elif isinstance(event, Cancelled):

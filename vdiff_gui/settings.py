@@ -146,6 +146,33 @@ class AppSettings:
         except (TypeError, ValueError):
             return self._bad(key, text, default)
 
+
+    # where renders run (vdiff_gui.widgets.render_target): this machine or a Ray cluster, and its address
+    def render_target(self) -> str:
+        value = self._qs.value("render/target", "machine")
+        return value if value in ("machine", "cluster") else self._bad("render/target", value, "machine")
+
+    def set_render_target(self, target: str) -> None:
+        self._qs.setValue("render/target", target)
+
+    def cluster_address(self) -> str:
+        value = self._qs.value("render/cluster_address", "local")
+        return value if isinstance(value, str) else self._bad("render/cluster_address", value, "local")
+
+    def set_cluster_address(self, address: str) -> None:
+        self._qs.setValue("render/cluster_address", address)
+
+    def render_cluster(self) -> str | None:
+        """The stored cluster address when renders go to a cluster and Ray is there; None: this machine."""
+        from pipeline.cluster.address import parse_address, ray_available
+
+        if self.render_target() != "cluster" or not ray_available():
+            return None
+        try:
+            return parse_address(self.cluster_address())
+        except VdiffError as exc:
+            return self._bad("render/cluster_address", f"{self.cluster_address()} ({exc})", None)
+
     def first_launch_done(self) -> bool:
         return str(self._qs.value("app/first_launch_done", "false")).lower() == "true"
 

@@ -120,6 +120,12 @@ class ExportDialog(QDialog):
         self.error.setWordWrap(True)
         self.error.setStyleSheet("color: #ff8a80; font-weight: bold;")
         self.error.hide()
+        self.render_on = None  # "Render on: this machine / Ray cluster", when the app's settings are given
+        if settings is not None:
+            from vdiff_gui.widgets.render_target import RenderTargetRow
+
+            self.render_on = RenderTargetRow(settings)
+            form.addRow("Render on", self.render_on)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Export")
         buttons.accepted.connect(self.accept)
@@ -225,7 +231,9 @@ class ExportDialog(QDialog):
             overwrite=self.overwrite.isChecked() and self.overwrite.isEnabled(),
         )
         start, end = (self.in_point, self.out_point + 1) if self.range_in_out.isChecked() else (0, self.info.frame_count)
-        return RenderRequest(self.info.path, self.params.replace(max_side=self.max_side.value()), start, end, spec)
+        cluster = self.render_on.cluster() if self.render_on is not None else None
+        return RenderRequest(self.info.path, self.params.replace(max_side=self.max_side.value()), start, end, spec,
+                             cluster=cluster)
 
     def accept(self) -> None:
         """Check the choices (errors show in the dialog), ask before replacing a file, then close as accepted."""

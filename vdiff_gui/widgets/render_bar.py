@@ -37,6 +37,8 @@ class RenderBar(QWidget):
             "pairs of frames sampled as they arrive and shrunk to 320 px (the full measure: `vdiff metrics`),\n"
             "beside the same measure on the source (the floor a stable render can reach). Lower is steadier."
         )
+        self.cluster = QLabel("")  # a cluster render's workers (frames, fps each), or the one that was lost
+        self.cluster.setObjectName("clusterStatus")
         self.export_button = QPushButton("Export…")
         self.export_button.setObjectName("exportButton")
         self.queued = QLabel("")
@@ -49,6 +51,7 @@ class RenderBar(QWidget):
         layout.addWidget(self.status)
         layout.addWidget(self.flicker)
         layout.addWidget(self.queued)
+        layout.addWidget(self.cluster)
         layout.addWidget(self.export_button)
         self.render_button.clicked.connect(jobs.render_range)
         self.pause_button.clicked.connect(jobs.toggle_pause)
@@ -57,6 +60,7 @@ class RenderBar(QWidget):
         jobs.status_changed.connect(self.status.setText)
         jobs.progress_changed.connect(self._on_progress)
         jobs.jobs_changed.connect(lambda: self.queued.setText(f"{len(jobs.queue)} queued" if jobs.queue else ""))
+        jobs.cluster_status_changed.connect(self._on_cluster_status)
         state.clip_changed.connect(lambda _: self._on_job_state(jobs.job_state))
         self._on_job_state(IDLE)
 
@@ -69,6 +73,11 @@ class RenderBar(QWidget):
         self.score, self.pairs = None, 0
         self.flicker.setText("")
 
+    def _on_cluster_status(self, text: str) -> None:
+        if "was lost" in text:  # keep a lost worker in view: the tooltip keeps every report
+            self.cluster.setToolTip((self.cluster.toolTip() + "\n" + text).strip())
+        self.cluster.setText(text if len(text) <= 90 else text[:87] + "…")
+
     def _on_progress(self, done: int, total: int) -> None:
         self.progress.setRange(0, max(1, total))
         self.progress.setValue(done)
@@ -77,6 +86,7 @@ class RenderBar(QWidget):
         has_clip = self.state.info is not None
         self.render_button.setEnabled(has_clip)  # while busy: queues
         self.export_button.setEnabled(has_clip)
-        self.pause_button.setEnabled(job_state in (RENDERING, PAUSED))
+        on_cluster = self.jobs.request is not None and self.jobs.request.cluster is not None  # its workers do not pause
+        self.pause_button.setEnabled(job_state in (RENDERING, PAUSED) and not on_cluster)
         self.pause_button.setText("Resume" if job_state == PAUSED else "Pause")
         self.cancel_button.setEnabled(job_state in (STARTING, RENDERING, PAUSED))
