@@ -386,7 +386,6 @@ def _check_style_image(params) -> None:
 
 def _cmd_render(args) -> int:
     from pipeline.cache import FrameCache, render_key
-    from pipeline.cluster.progress import ClusterProgress, WorkerLost
     from pipeline.engines import create_engine
     from pipeline.profile import enabled_by_environment, profiling
     from pipeline.render import cache_description, resolve_range
@@ -410,16 +409,17 @@ def _cmd_render(args) -> int:
     progress = ProgressBar(end - start, quiet=args.quiet)
     profile_to = args.profile or ("-" if enabled_by_environment() else None)
     if profile_to is None:
-        return _render_with_progress(request, progress)
+        return _render_with_progress(request, progress, args)
     with profiling() as profile:
-        code = _render_with_progress(request, progress)
+        code = _render_with_progress(request, progress, args)
     print(profile.table(end - start), file=sys.stderr)
     if profile_to != "-":
         Path(profile_to).write_text(json.dumps(profile.to_json(end - start), indent=1), encoding="utf-8")
     return code
 
 
-def _render_with_progress(request, progress) -> int:
+def _render_with_progress(request, progress, args) -> int:
+    from pipeline.cluster.progress import ClusterProgress, WorkerLost
     from pipeline.events import Cancelled, CancelToken, Failed, Finished, FrameReady, Started, Step
     from pipeline.render import render_frames
 
