@@ -29,6 +29,7 @@ from pipeline.engines import Engine, FrameContext, create_engine
 from pipeline.engines.base import resize_to
 from pipeline.errors import BadInputError, CancelledError, OutOfMemoryError, VdiffError
 from pipeline.events import Cancelled, CancelToken, Event, Failed, Finished, FrameReady, Started, Step
+from pipeline.keyframes.plan import plan_keyframes, uses_keyframes
 from pipeline.request import RenderRequest
 from pipeline.temporal.stabilizer import Stabilizer, is_stateful, motion
 from pipeline.video import VideoInfo, VideoReader, VideoWriter, probe, verify_output
@@ -66,7 +67,7 @@ def cache_description(engine: Engine, start: int = 0) -> dict:
     """What the cached pixels depend on: the engine's parameters and, when a frame depends on the frames
     before it (pipeline.temporal), the range start its history begins at."""
     description = engine.params.relevant()
-    if is_stateful(engine.params):
+    if is_stateful(engine.params) or uses_keyframes(engine.params):  # keyframes: the plan starts at `start`
         description["history_from"] = start
     return description
 
@@ -117,6 +118,9 @@ def render_frames(
         plan = _Plan(info, start, end, engine, entry, out_size)
         if is_stateful(request.params):
             plan.stabilizer = Stabilizer(request.params, start, lambda index: _decode_one(plan, index)[0])
+        keyframes = plan_keyframes(info.path, request.params, start, end, cancel) if uses_keyframes(request.params) else None
+        if keyframes is not None and entry is not None:  # the app marks them on the timeline
+            entry.write_meta({"keyframes": keyframes.to_json()})
         cached = len(entry.indices() & set(range(start, end))) if entry else 0
         yield Started(total=end - start, cached=cached, device=engine.device)
         if request.output is not None:
@@ -131,7 +135,13 @@ def render_frames(
         # 3. the loop
         began = time.perf_counter()
         rendered = 0
-        for event in _run_stages(plan, cancel, writer):
+        if keyframes is not None:
+            from pipeline.keyframes.stages import keyframe_stages
+
+            stages = keyframe_stages(plan, keyframes, cancel, writer)
+        else:
+            stages = _run_stages(plan, cancel, writer)
+        for event in stages:
             if isinstance(event, FrameReady):
                 done = event.done
                 rendered += not event.from_cache
@@ -444,6 +454,7 @@ def preview_frame(
     cancel: CancelToken | None = None,
     entry: CacheEntry | None = None,
     on_step=None,
+    start: int = 0,
 ) -> tuple[np.ndarray, bool]:
     """The stylized frame `index` for a scrub preview: from the cache when there, else rendered and stored.
 
@@ -452,8 +463,13 @@ def preview_frame(
     An engine with a faster, lower-quality preview path (`engine.preview`, e.g. diffusion's tiny
     autoencoder) uses it here, and such a frame is never stored: the export renders its own.
     Returns (image, from_cache). The engine must be prepared; the caller's thread owns it.
+    With keyframes, the frame is the one a render of the range from `start` makes (pipeline.keyframes.preview).
     """
     check_renderable(reader.info)
+    if uses_keyframes(engine.params):
+        from pipeline.keyframes.preview import keyframe_preview
+
+        return keyframe_preview(engine, reader, index, cancel, entry, on_step, start)
     if entry is not None:
         image = entry.load(index)
         if image is not None:

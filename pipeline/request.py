@@ -54,6 +54,12 @@ class StyleParams:
     # match each frame's LAB mean and deviation to the range's first frame; None: on for diffusion only
     # (on fast-style it measured no gain, docs/quality.md)
     color_anchor: bool | None = None
+    # keyframe rendering (pipeline/keyframes, docs/quality.md): the engine runs on keyframes only; the
+    # frames between are carried along the source's optical flow from both neighbouring keyframes
+    keyframe_interval: int = 0  # 0: the engine's default (KEYFRAME_DEFAULTS); 1: every frame
+    keyframes: str = "fixed"  # "fixed": every keyframe_interval frames; "auto": where motion or content changes
+    keyframe_min: int = 2  # auto: the shortest and the longest keyframe spacing, in frames
+    keyframe_max: int = 8
     # shared
     strength: float = 1.0
     max_side: int = 0  # 0: source size (diffusion: 512 if the source is larger)
@@ -77,6 +83,11 @@ class StyleParams:
             raise BadInputError(f"max side must be 0 (source size) or positive, got {self.max_side}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise BadInputError(f"unknown device '{self.device}'; use auto, cpu or cuda")
+        if self.keyframe_interval < 0 or self.keyframes not in KEYFRAME_MODES:
+            raise BadInputError(f"keyframes: use an interval of 0 (engine default) or more, and a mode of "
+                                f"{' or '.join(KEYFRAME_MODES)}; got {self.keyframe_interval}, {self.keyframes!r}")
+        if not 1 <= self.keyframe_min <= self.keyframe_max:
+            raise BadInputError(f"the keyframe spacing needs 1 <= min <= max, got {self.keyframe_min} and {self.keyframe_max}")
         if self.engine == "diffusion" and not self.model:
             raise BadInputError("the diffusion engine needs a model: a hub id, a diffusers folder or a .safetensors file")
         return self
@@ -88,6 +99,7 @@ class StyleParams:
             data[name] = getattr(self, name)
         if self.engine == "fast-style" and self.style_image:
             data["style_image"] = _file_identity(self.style_image)
+        data.update(keyframe_settings(self) or {})  # resolved, so "engine default" and its value share frames
         return data
 
     def replace(self, **changes) -> "StyleParams":
@@ -108,6 +120,27 @@ class StyleParams:
             return cls(**kwargs)
         except TypeError as exc:
             raise BadInputError(f"bad parameters: {exc}") from None
+
+
+KEYFRAME_MODES = ("fixed", "auto")
+# the keyframe interval each engine gets by default, from bench/keyframes.py (docs/quality.md says why);
+# classical denoise stays per-frame: carrying a denoised keyframe along the flow is not denoising
+KEYFRAME_DEFAULTS = {"fast-style": 4, "classical": 1, "diffusion": 4}
+
+
+def keyframe_interval(params: StyleParams) -> int:
+    """The fixed keyframe interval these parameters render with (1: every frame)."""
+    if params.keyframe_interval:
+        return params.keyframe_interval
+    return KEYFRAME_DEFAULTS.get(params.engine, 1)
+
+
+def keyframe_settings(params: StyleParams) -> dict | None:
+    """The resolved keyframe placement, or None when every frame goes through the engine."""
+    if params.keyframes == "auto":
+        return {"keyframes": "auto", "keyframe_min": params.keyframe_min, "keyframe_max": params.keyframe_max}
+    interval = keyframe_interval(params)
+    return {"keyframes": "fixed", "keyframe_interval": interval} if interval > 1 else None
 
 
 def _file_identity(path: str) -> str:

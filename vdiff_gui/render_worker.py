@@ -266,7 +266,8 @@ class RenderWorker(QThread):
             engine = self._ensure_engine(request.params, token)
             entry = self._entry_of(request.info, engine, request.start)
             on_step = lambda step, steps: self.step_changed.emit(request.index, step, steps)  # noqa: E731
-            image, from_cache = preview_frame(engine, self._reader_of(request.info), request.index, token, entry, on_step)
+            image, from_cache = preview_frame(engine, self._reader_of(request.info), request.index, token, entry, on_step,
+                                              request.start)
         except CancelledError:
             return
         except VdiffError as exc:

@@ -16,7 +16,7 @@ from PySide6.QtWidgets import (
     QPushButton, QScrollArea, QSlider, QSpinBox, QVBoxLayout, QWidget,
 )
 
-from pipeline.request import CLASSICAL_LOOKS, ENGINE_FIELDS, ENGINES, StyleParams
+from pipeline.request import CLASSICAL_LOOKS, ENGINE_FIELDS, ENGINES, KEYFRAME_MODES, StyleParams
 from vdiff_gui.presets import PresetStore
 from vdiff_gui.project_state import ProjectState
 from vdiff_gui.settings import DEVICES
@@ -32,6 +32,7 @@ ENGINE_LABELS = {
 }
 ALWAYS = ("engine", "strength", "max_side", "device")
 DIFFUSION_EXTRA = ("allow_pickle", "low_memory")
+KEYFRAME_ROWS = ("keyframe_interval", "keyframes")  # every engine (pipeline.keyframes)
 COLOR_ANCHOR = {"auto": None, "on": True, "off": False}
 FIELDS = {f.name for f in dataclasses.fields(StyleParams)}
 
@@ -207,6 +208,13 @@ class ParamPanel(QScrollArea):
         anchor = self._combo("color_anchor", "Colour anchor", COLOR_ANCHOR, COLOR_ANCHOR.get)
         if "color_anchor" in self._setters:
             self._setters["color_anchor"] = lambda v: anchor.setCurrentText({None: "auto", True: "on", False: "off"}.get(v, "auto"))
+        # keyframes, every engine: 0 is the engine's default (pipeline.request.KEYFRAME_DEFAULTS)
+        keyframes = self._spin("keyframe_interval", "Keyframes every", 0, 60, suffix=" frames")
+        keyframes.setObjectName("keyframeIntervalSpin")
+        keyframes.setSpecialValueText("engine default")
+        keyframes.setToolTip("The engine runs on every Nth frame of each shot; the frames between are carried "
+                             "along the motion from both neighbouring keyframes. 1: every frame.")
+        self._combo("keyframes", "Keyframe placement", KEYFRAME_MODES)
         # shared
         max_side = self._spin("max_side", "Output size", 0, 8192, step=64, suffix=" px")
         max_side.setSpecialValueText("source size")
@@ -252,7 +260,9 @@ class ParamPanel(QScrollArea):
             setter(values[field])
             del blockers
         self.style_grid.set_current("" if p.style_image else p.style)
-        visible = set(ENGINE_FIELDS.get(p.engine, ())) | set(ALWAYS)
+        visible = set(ENGINE_FIELDS.get(p.engine, ())) | set(ALWAYS) | set(KEYFRAME_ROWS)
+        if getattr(p, "keyframes", "fixed") == "auto":  # auto places them itself
+            visible.discard("keyframe_interval")
         if p.engine == "diffusion":
             visible |= set(DIFFUSION_EXTRA)
             self.model.set_model(p.model, p.allow_pickle)

@@ -1,0 +1,65 @@
+"""A scrub preview with keyframes: a keyframe as the render makes it, an in-between carried from its two
+keyframes (from the cache when a render put them there, else rendered for the preview).
+
+A preview frame is stored in the cache only when it is exactly the frame the render would make: a
+keyframe that starts its shot (no history to carry), and an in-between whose two keyframes are exact
+(cached or shot starts), since synthesis is deterministic given its keyframes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pipeline.cache import CacheEntry
+from pipeline.engines import Engine, FrameContext
+from pipeline.engines.base import resize_to
+from pipeline.events import CancelToken
+from pipeline.keyframes.plan import plan_keyframes
+from pipeline.keyframes.synth import Keyframe, synthesize
+from pipeline.temporal.stabilizer import is_stateful
+
+
+def keyframe_preview(engine: Engine, reader, index: int, cancel: CancelToken | None = None,
+                     entry: CacheEntry | None = None, on_step=None, start: int = 0) -> tuple[np.ndarray, bool]:
+    """The frame `index` of a keyframe render of the range starting at `start`: (image, from_cache)."""
+    cancel = cancel or CancelToken()
+    info = reader.info
+    if entry is not None:
+        image = entry.load(index)
+        if image is not None:
+            return image, True
+    if index < start:  # a frame before the range: as if a range began there, and not stored in this one
+        start, entry = index, None
+    plan = plan_keyframes(info.path, engine.params, start, index + 1, cancel)
+    if entry is not None and entry.read_meta().get("keyframes", {}).get("stop", 0) < plan.stop:
+        entry.write_meta({"keyframes": plan.to_json()})  # the timeline marks them
+    size = engine.output_size(info.width, info.height)
+
+    def keyframe(k: int) -> tuple[Keyframe, bool]:
+        frame = reader.frame(k)
+        image = entry.load(k) if entry is not None else None
+        exact = image is not None
+        if image is None:
+            radius = engine.temporal_radius
+            lo, hi = max(0, k - radius), min(info.frame_count, k + radius + 1)
+            frames = [reader.frame(i) for i in range(lo, hi)]
+            ctx = FrameContext(index=k, cancel=cancel, on_step=on_step, neighbors=frames, center=k - lo)
+            image = engine.process(frame, ctx)
+            # a shot's first keyframe has nothing to carry: the render makes the same frame
+            exact = k == plan.shot_of(k) or not is_stateful(engine.params)
+            if exact and entry is not None:
+                entry.store(k, image)
+        return Keyframe(k, resize_to(frame, size), image), exact
+
+    a, b = plan.neighbours(index)
+    before, exact_a = keyframe(a)
+    if a == b:
+        return before.image, False
+    after, exact_b = keyframe(b)
+    fill = None
+    if engine.name != "diffusion":
+        fill = lambda crop: engine.process(crop, FrameContext(index=index, cancel=cancel))  # noqa: E731
+    image = synthesize(index, resize_to(reader.frame(index), size), before, after, fill)
+    if entry is not None and exact_a and exact_b:
+        entry.store(index, image)
+    return image, False
