@@ -135,13 +135,10 @@ def render_frames(
         # 3. the loop
         began = time.perf_counter()
         rendered = 0
-        if keyframes is not None:
-            from pipeline.keyframes.stages import keyframe_stages
+        from pipeline.keyframes.stages import keyframe_stages
 
-            stages = keyframe_stages(plan, keyframes, cancel, writer)
-        else:
-            stages = _run_stages(plan, cancel, writer)
-        for event in stages:
+        # no name holds the stages: leaving early (close, Ctrl+C) then winds them down before the engine closes
+        for event in keyframe_stages(plan, keyframes, cancel, writer) if keyframes else _run_stages(plan, cancel, writer):
             if isinstance(event, FrameReady):
                 done = event.done
                 rendered += not event.from_cache

@@ -18,6 +18,9 @@ from pipeline.keyframes.plan import plan_keyframes
 from pipeline.keyframes.synth import Keyframe, synthesize
 from pipeline.temporal.stabilizer import is_stateful
 
+KEPT_KEYFRAMES = 8  # keyframes rendered for previews, kept so that scrubbing nearby reuses them
+_kept: dict = {}  # (params, source path, range start, index) -> (Keyframe, exact)
+
 
 def keyframe_preview(engine: Engine, reader, index: int, cancel: CancelToken | None = None,
                      entry: CacheEntry | None = None, on_step=None, start: int = 0) -> tuple[np.ndarray, bool]:
@@ -36,19 +39,27 @@ def keyframe_preview(engine: Engine, reader, index: int, cancel: CancelToken | N
     size = engine.output_size(info.width, info.height)
 
     def keyframe(k: int) -> tuple[Keyframe, bool]:
-        frame = reader.frame(k)
         image = entry.load(k) if entry is not None else None
-        exact = image is not None
-        if image is None:
-            radius = engine.temporal_radius
-            lo, hi = max(0, k - radius), min(info.frame_count, k + radius + 1)
-            frames = [reader.frame(i) for i in range(lo, hi)]
-            ctx = FrameContext(index=k, cancel=cancel, on_step=on_step, neighbors=frames, center=k - lo)
-            image = engine.process(frame, ctx)
-            # a shot's first keyframe has nothing to carry: the render makes the same frame
-            exact = k == plan.shot_of(k) or not is_stateful(engine.params)
-            if exact and entry is not None:
-                entry.store(k, image)
+        if image is not None:  # what the render made
+            return Keyframe(k, resize_to(reader.frame(k), size), image), True
+        key = (engine.params, str(info.path), start, k)
+        if key not in _kept:
+            if len(_kept) >= KEPT_KEYFRAMES:
+                _kept.pop(next(iter(_kept)))
+            _kept[key] = render_alone(k)
+        return _kept[key]
+
+    def render_alone(k: int) -> tuple[Keyframe, bool]:
+        frame = reader.frame(k)
+        radius = engine.temporal_radius
+        lo, hi = max(0, k - radius), min(info.frame_count, k + radius + 1)
+        frames = [reader.frame(i) for i in range(lo, hi)]
+        ctx = FrameContext(index=k, cancel=cancel, on_step=on_step, neighbors=frames, center=k - lo)
+        image = engine.process(frame, ctx)
+        # a shot's first keyframe has nothing to carry: the render makes the same frame
+        exact = k == plan.shot_of(k) or not is_stateful(engine.params)
+        if exact and entry is not None:
+            entry.store(k, image)
         return Keyframe(k, resize_to(frame, size), image), exact
 
     a, b = plan.neighbours(index)
