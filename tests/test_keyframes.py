@@ -79,8 +79,8 @@ def test_an_inbetween_is_the_warp_and_blend_of_its_keyframes_on_a_known_translat
     """Sources translate by (3, 1) px a frame; the keyframes are a 'stylized' texture translating alike,
     the later one 40 levels brighter. Frame t must be the texture at t's place, brightened by
     40 * (t - a) / (b - a): the warp follows the motion and the blend weighs by temporal distance."""
-    size, margin, a, b = (96, 64), 16, 0, 4
-    big_source, big_style = _texture(120, 160, 1), _texture(120, 160, 2)
+    size, margin, a, b = (128, 80), 20, 0, 4  # DIS is unsure within ~16 px of the border at these shifts
+    big_source, big_style = _texture(140, 180, 1), _texture(140, 180, 2)
 
     def at(image, t):
         return np.ascontiguousarray(image[20 + t: 20 + t + size[1], 20 + 3 * t: 20 + 3 * t + size[0]])
@@ -123,7 +123,7 @@ def test_a_range_ending_between_keyframes_caches_the_closing_keyframe_and_a_long
     assert entry.read_meta()["keyframes"]["keyframes"] == [0, 4, 8]
     stamps = {i: entry._frame_path(i).stat().st_mtime_ns for i in entry.indices()}
     longer = list(render_frames(RenderRequest(cut_clip, FAST, 0, 12)))
-    assert longer[-1].rendered == 12 - 6
+    assert longer[-1].rendered == 12 - 7  # 6, 7, 9, 10, 11: keyframe 8 was cached by the shorter range
     assert all(entry._frame_path(i).stat().st_mtime_ns == stamp for i, stamp in stamps.items())
 
 
