@@ -49,13 +49,19 @@ def _add_engine_options(parser: argparse.ArgumentParser) -> None:
                    help="classical denoise: frames in the temporal window, odd (default: 5)")
     g.add_argument("--model", metavar="ID|PATH",
                    help="diffusion: a hub id, a diffusers folder or a single .safetensors file")
-    g.add_argument("--prompt", default="", metavar="T", help="diffusion: the prompt")
+    g.add_argument("--prompt", action="append", metavar="T",
+                   help="diffusion: the prompt; repeat with positions for a prompt that changes over time: "
+                   "--prompt '0:a forest in winter' --prompt '120:a forest in summer' (frames or times; "
+                   "the embeddings are interpolated between keys)")
     g.add_argument("--negative-prompt", default="", metavar="T", help="diffusion: the negative prompt")
-    g.add_argument("--strength", type=float, default=None, metavar="F",
-                   help="0-1: how strongly to restyle (default: 1.0; diffusion: 0.5)")
+    g.add_argument("--strength", action="append", metavar="F",
+                   help="0-1: how strongly to restyle (default: 1.0; diffusion: 0.5); diffusion: repeat with "
+                   "positions to change it over time (0:0.3 4s:0.6, interpolated)")
     g.add_argument("--steps", type=int, default=20, metavar="N", help="diffusion: denoising steps (default: 20)")
     g.add_argument("--guidance", type=float, default=7.5, metavar="F", help="diffusion: guidance scale (default: 7.5)")
-    g.add_argument("--seed", type=int, default=0, metavar="N", help="diffusion: the seed, shared by all frames")
+    g.add_argument("--seed", action="append", metavar="N",
+                   help="diffusion: the seed, shared by all frames (default: 0); repeat with positions to change "
+                   "it at frames (0:1 120:7, each held until the next)")
     g.add_argument("--scheduler", default="default",
                    help="diffusion: default, euler, euler-a, ddim, dpm++, lcm or pndm")
     g.add_argument("--max-side", type=int, default=0, metavar="PX",
@@ -94,6 +100,21 @@ def _add_keyframe_options(parser: argparse.ArgumentParser) -> None:
     k.add_argument("--keyframe-max", type=int, default=8, metavar="N", help="auto: longest spacing (default: 8)")
 
 
+def _add_editing_options(parser: argparse.ArgumentParser) -> None:
+    e = parser.add_argument_group("content editing (docs/editing.md)")
+    e.add_argument("--mask", metavar="PATH",
+                   help="edit only where the mask is white: an image (one mask for the range), or a video or a "
+                   "folder of PNGs (a mask per source frame); outside it the output is the source")
+    e.add_argument("--mask-at", action="append", default=[], metavar="FRAME:PNG",
+                   help="a mask painted on one frame, carried along the source's motion to the rest of the "
+                   "range; repeat to re-anchor it on later frames (e.g. --mask-at 0:a.png --mask-at 90:b.png)")
+    e.add_argument("--mask-feather", type=float, default=3.0, metavar="PX",
+                   help="soft edge of the composite with the source, in output pixels (default: 3)")
+    e.add_argument("--image-guidance", type=float, default=1.5, metavar="F",
+                   help="diffusion, InstructPix2Pix models (prompt: an instruction such as 'make it winter'): "
+                   "how closely to keep to the source frame (default: 1.5)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="vdiff",
@@ -122,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--no-cache", action="store_true", help="neither read nor write the frame cache")
     render.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_engine_options(render)
+    _add_editing_options(render)
 
     preview = sub.add_parser("preview", help="stylize one frame to a PNG (with keyframes: carried from its two "
                              "keyframes, from the cache or rendered; other temporal consistency needs a render)")
@@ -129,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     preview.add_argument("--frame", required=True, metavar="N|TIME", help="the frame: a number or a time")
     preview.add_argument("-o", "--output", required=True, metavar="OUT.png")
     _add_engine_options(preview)
+    _add_editing_options(preview)
 
     metrics = sub.add_parser("metrics", help="measure flicker: the warp error of an output and of its input, as JSON",
                              description="Warp error (Lai et al. 2018) of OUTPUT and of INPUT (the floor), per frame "
@@ -189,12 +212,13 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERNAL
 
 
-def params_from_args(args) -> "StyleParams":
+def params_from_args(args, info=None) -> "StyleParams":
+    """The StyleParams of a render/preview command line; `info` (the probed source) resolves the time
+    positions of schedules and painted masks."""
     from pipeline.request import StyleParams
 
-    strength = args.strength
-    if strength is None:
-        strength = 0.5 if args.engine == "diffusion" else 1.0
+    edits = _editing_params(args, info)
+    strength = edits.pop("strength")
     return StyleParams(
         engine=args.engine,
         style=str(args.style),
@@ -203,11 +227,9 @@ def params_from_args(args) -> "StyleParams":
         look=args.look,
         denoise_window=args.denoise_window,
         model=args.model or "",
-        prompt=args.prompt,
         negative_prompt=args.negative_prompt,
         steps=args.steps,
         guidance=args.guidance,
-        seed=args.seed,
         scheduler=args.scheduler,
         allow_pickle=args.allow_pickle,
         low_memory=args.low_memory,
@@ -223,7 +245,50 @@ def params_from_args(args) -> "StyleParams":
         keyframes=args.keyframes,
         keyframe_min=args.keyframe_min,
         keyframe_max=args.keyframe_max,
+        **edits,
     ).validate()
+
+
+def _editing_params(args, info) -> dict:
+    """prompt/strength/seed (constants or schedules), masks and image guidance from the command line."""
+    from pipeline.editing.schedule import parse_keys, split_key
+    from pipeline.errors import BadInputError
+    from pipeline.request import parse_position
+
+    def to_frame(text: str) -> int:
+        if info is None:
+            return int(text) if text.isdigit() else 0
+        return parse_position(text, float(info.fps), info.frame_count)
+
+    def scheduled(texts, kind, default):
+        if not texts:
+            return default, ()
+        if len(texts) == 1 and split_key(texts[0])[0] is None:
+            return parse_keys(texts, to_frame, kind)[0][1], ()
+        keys = parse_keys(texts, to_frame, kind)
+        return keys[0][1], keys
+
+    prompt, prompt_keys = scheduled(args.prompt, str, "")
+    strength, strength_keys = scheduled(args.strength, float, 0.5 if args.engine == "diffusion" else 1.0)
+    seed, seed_keys = scheduled(args.seed, int, 0)
+    if strength_keys and args.engine != "diffusion":
+        raise BadInputError("a strength that changes over time needs --engine diffusion")
+    anchors = []
+    for text in args.mask_at:
+        position, path = split_key(text)
+        if position is None or not path:
+            raise BadInputError(f"--mask-at takes FRAME:PNG (e.g. 0:mask.png), got '{text}'")
+        if not Path(path).is_file():
+            raise BadInputError(f"mask not found: {path}")
+        anchors.append((to_frame(position), str(Path(path).resolve())))
+    if args.mask and not Path(args.mask).exists():
+        raise BadInputError(f"mask not found: {args.mask}")
+    return {
+        "prompt": prompt, "prompt_keys": prompt_keys, "strength": strength, "strength_keys": strength_keys,
+        "seed": seed, "seed_keys": seed_keys, "mask": str(Path(args.mask).resolve()) if args.mask else None,
+        "mask_anchors": tuple(sorted(anchors)), "mask_feather": args.mask_feather,
+        "image_guidance": args.image_guidance,
+    }
 
 
 def _check_style_image(params) -> None:
@@ -241,9 +306,9 @@ def _cmd_render(args) -> int:
     from pipeline.request import OutputSpec, RenderRequest, parse_position
     from pipeline.video import probe
 
-    params = params_from_args(args)
-    _check_style_image(params)
     info = probe(args.input)
+    params = params_from_args(args, info)
+    _check_style_image(params)
     start = parse_position(args.start, float(info.fps), info.frame_count)
     end = parse_position(args.end, float(info.fps), info.frame_count) if args.end is not None else None
     start, end = resolve_range(info, start, end)
@@ -342,31 +407,35 @@ class ProgressBar:
 def _cmd_preview(args) -> int:
     import cv2
 
+    from pipeline.editing.region import RegionEdit, has_region
     from pipeline.engines import create_engine
     from pipeline.errors import OutputError
     from pipeline.render import preview_frame
     from pipeline.request import parse_position
     from pipeline.video import VideoReader
 
-    params = params_from_args(args)
-    _check_style_image(params)
     out = Path(args.output)
     if out.suffix.lower() not in (".png", ".jpg", ".jpeg"):
         raise OutputError("the preview output must be a .png or .jpg file")
     if not out.parent.exists():
         raise OutputError(f"the output folder {out.parent} does not exist")
     with VideoReader(args.input) as reader:
+        params = params_from_args(args, reader.info)
+        _check_style_image(params)
         index = parse_position(args.frame, float(reader.info.fps), reader.info.frame_count)
         if not 0 <= index < reader.info.frame_count:
             from pipeline.errors import BadInputError
 
             raise BadInputError(f"frame {index} is outside the clip (0 to {reader.info.frame_count - 1})")
         engine = create_engine(params)
+        edit = RegionEdit(params, reader.info, index, index + 1) if has_region(params) else None
         try:
             engine.prepare()
-            image, _ = preview_frame(engine, reader, index)
+            image, _ = preview_frame(engine, reader, index, edit=edit)
         finally:
             engine.close()
+            if edit is not None:
+                edit.close()
     temp = out.with_name(f".{out.stem}.vdiff-partial{out.suffix}")
     try:
         if not cv2.imwrite(str(temp), image[:, :, ::-1]):

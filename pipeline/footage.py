@@ -12,8 +12,9 @@ optionally with noise, to a file through PyAV.
 
 from __future__ import annotations
 
-import importlib.resources
+import importlib.util
 import math
+import sys
 from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
@@ -33,11 +34,18 @@ NOISE_KINDS = ("gaussian", "shot", "grain")
 
 
 def photo_path(name: str) -> Path:
-    """A photograph shipped in scikit-image's data folder."""
-    path = Path(str(importlib.resources.files("skimage") / "data" / name))
-    if not path.is_file():
-        raise FileNotFoundError(f"scikit-image does not ship {name}")
-    return path
+    """A photograph shipped in scikit-image's data folder (found without importing scikit-image; in the
+    packaged app, the copy build.spec puts beside it)."""
+    folders = []
+    if getattr(sys, "frozen", False):
+        folders.append(Path(getattr(sys, "_MEIPASS", Path(sys.executable).parent)) / "skimage" / "data")
+    spec = importlib.util.find_spec("skimage")
+    if spec is not None and spec.submodule_search_locations:
+        folders.extend(Path(location) / "data" for location in spec.submodule_search_locations)
+    for folder in folders:
+        if (folder / name).is_file():
+            return folder / name
+    raise FileNotFoundError(f"the photograph {name} is not there: install scikit-image (it ships it)")
 
 
 @lru_cache(maxsize=8)
@@ -198,4 +206,52 @@ def make_footage_clip(
             container.mux(packet)
         if sound is not None:
             _write_tone(container, sound, frames / float(fps))
+    return path
+
+
+def moving_object_frames(frames: int = 60, width: int = 320, height: int = 180,
+                         seed: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(frame, true mask) pairs: a round cut-out of one photograph moving along a curve over another
+    photograph that the camera pans across; the mask (HxW float32, 1 on the object) is exact, for
+    measuring how well a tracked mask follows the object."""
+    import cv2
+
+    back = load_photo("astronaut.png")
+    scale = height / back.shape[0]
+    far = cv2.resize(back, (max(width * 2, round(back.shape[1] * scale)), height), interpolation=cv2.INTER_AREA)
+    radius = max(6, height // 6)
+    side = 2 * radius
+    thing = cv2.resize(load_photo("coffee.png"), (side, side), interpolation=cv2.INTER_AREA)
+    rng = np.random.default_rng(seed)
+    phase = float(rng.uniform(0, math.pi))
+    for i in range(frames):
+        x0 = min(i, far.shape[1] - width)  # the camera pans a pixel a frame
+        image = far[:, x0 : x0 + width].copy()
+        cx = round(radius + 5 + (width - 2 * radius - 10) * i / max(1, frames - 1))
+        cy = round(height / 2 + height / 6 * math.sin(i / 9.0 + phase))
+        mask = np.zeros((height, width), np.float32)
+        cv2.circle(mask, (cx, cy), radius, 1.0, -1)
+        sprite = np.zeros_like(image)
+        ys, xs = slice(max(0, cy - radius), min(height, cy + radius)), slice(max(0, cx - radius), min(width, cx + radius))
+        sprite[ys, xs] = thing[ys.start - (cy - radius) : ys.stop - (cy - radius), xs.start - (cx - radius) : xs.stop - (cx - radius)]
+        image = np.where(mask[:, :, None] > 0, sprite, image)
+        yield image, mask
+
+
+def write_frames(path: str | Path, images, fps: Fraction | int = 24, codec: str = "libx264rgb", crf: int = 0) -> Path:
+    """Encode RGB frames to `path` (default: lossless RGB H.264), no audio."""
+    path = Path(path)
+    with av.open(str(path), "w") as container:
+        video = None
+        for image in images:
+            if video is None:
+                video = container.add_stream(codec, rate=Fraction(fps))
+                video.height, video.width = image.shape[:2]
+                video.pix_fmt = "rgb24" if codec == "libx264rgb" else "yuv420p"
+                video.options = {"crf": str(crf), "preset": "ultrafast"}
+            for packet in video.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                container.mux(packet)
+        if video is not None:
+            for packet in video.encode():
+                container.mux(packet)
     return path

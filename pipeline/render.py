@@ -27,6 +27,7 @@ import numpy as np
 from pipeline.cache import CacheEntry, FrameCache, render_key
 from pipeline.engines import Engine, FrameContext, create_engine
 from pipeline.engines.base import resize_to
+from pipeline.editing.region import RegionEdit, has_region
 from pipeline.errors import BadInputError, CancelledError, OutOfMemoryError, VdiffError
 from pipeline.events import Cancelled, CancelToken, Event, Failed, Finished, FrameReady, Started, Step
 from pipeline.keyframes.plan import plan_keyframes, uses_keyframes
@@ -51,6 +52,7 @@ class _Plan:
     entry: CacheEntry | None
     out_size: tuple[int, int]
     stabilizer: Stabilizer | None = None  # the consistency state carried from frame to frame, if any
+    edit: RegionEdit | None = None  # the region a content edit is limited to, if any
 
 
 def resolve_range(info: VideoInfo, start: int, end: int | None) -> tuple[int, int]:
@@ -97,6 +99,7 @@ def render_frames(
     cancel = cancel or CancelToken()
     own_engine = engine is None
     writer = None
+    plan = None
     done = 0
     try:
         # 1. check inputs
@@ -116,6 +119,8 @@ def render_frames(
             entry = open_cache_entry(cache, info, engine, start)
             cache.evict(keep={entry.key})
         plan = _Plan(info, start, end, engine, entry, out_size)
+        if has_region(request.params):
+            plan.edit = RegionEdit(request.params, info, start, end)
         if is_stateful(request.params):
             plan.stabilizer = Stabilizer(request.params, start, lambda index: _decode_one(plan, index)[0])
         keyframes = plan_keyframes(info.path, request.params, start, end, cancel) if uses_keyframes(request.params) else None
@@ -189,6 +194,8 @@ def render_frames(
             writer.abort()
         if own_engine and engine is not None:
             engine.close()
+        if plan is not None and plan.edit is not None:
+            plan.edit.close()
 
 
 def _total(request: RenderRequest) -> int:
@@ -274,6 +281,8 @@ def _run_stages(plan: _Plan, cancel: CancelToken, writer: VideoWriter | None) ->
                 size = plan.engine.output_size(frame.shape[1], frame.shape[0])
                 flow = motion(resize_to(previous, size), resize_to(frame, size), plan.engine.params.flow_blend)
             result = [index, frame, context(index, neighbors, center), image, image is not None, flow]
+            if image is None and plan.edit is not None:  # the engine may keep the source outside it too
+                result[2].mask = plan.edit.mask_at(index, plan.out_size)
             results.append(result)
             if ahead and image is None:
                 todo.append(result)
@@ -321,6 +330,10 @@ def _run_stages(plan: _Plan, cancel: CancelToken, writer: VideoWriter | None) ->
                     image = plan.stabilizer.process(engine, frame, ctx, flow)
                 elif not ahead:
                     image = plan.engine.process(frame, ctx)
+                if plan.edit is not None and not from_cache:  # outside the mask the output is the source
+                    image = plan.edit.apply(index, frame, image)
+                    if plan.stabilizer is not None:
+                        plan.stabilizer.replace_output(image)
                 if not put(results_q, (index, image, from_cache)):
                     return
         put(results_q, _DONE)
@@ -451,6 +464,7 @@ def preview_frame(
     cancel: CancelToken | None = None,
     entry: CacheEntry | None = None,
     on_step=None,
+    edit: RegionEdit | None = None,
     start: int = 0,
 ) -> tuple[np.ndarray, bool]:
     """The stylized frame `index` for a scrub preview: from the cache when there, else rendered and stored.
@@ -459,14 +473,21 @@ def preview_frame(
     frames do not depend on the frames before them, so it never stands in for a consistent render's.
     An engine with a faster, lower-quality preview path (`engine.preview`, e.g. diffusion's tiny
     autoencoder) uses it here, and such a frame is never stored: the export renders its own.
-    Returns (image, from_cache). The engine must be prepared; the caller's thread owns it.
+    `edit` (pipeline.editing) limits the change to its mask. Returns (image, from_cache). The engine must be prepared; the caller's thread owns it.
     With keyframes, the frame is the one a render of the range from `start` makes (pipeline.keyframes.preview).
     """
     check_renderable(reader.info)
     if uses_keyframes(engine.params):
         from pipeline.keyframes.preview import keyframe_preview
 
-        return keyframe_preview(engine, reader, index, cancel, entry, on_step, start)
+        if edit is None:
+            return keyframe_preview(engine, reader, index, cancel, entry, on_step, start)
+        cached = entry.load(index) if entry is not None else None
+        if cached is not None:
+            return cached, True
+        # with a content edit nothing is stored: the keyframes it carries would lack their masks
+        image, _ = keyframe_preview(engine, reader, index, cancel, None, on_step, start)
+        return edit.apply(index, resize_to(reader.frame(index), (image.shape[1], image.shape[0])), image), False
     if entry is not None:
         image = entry.load(index)
         if image is not None:
@@ -475,8 +496,13 @@ def preview_frame(
     lo, hi = max(0, index - radius), min(reader.info.frame_count, index + radius + 1)
     frames = [reader.frame(i) for i in range(lo, hi)]
     ctx = FrameContext(index=index, cancel=cancel or CancelToken(), on_step=on_step, neighbors=frames, center=index - lo)
+    source = frames[index - lo]
+    if edit is not None:
+        ctx.mask = edit.mask_at(index, engine.output_size(source.shape[1], source.shape[0]))
     preview = getattr(engine, "preview", None)
-    image = (preview or engine.process)(frames[index - lo], ctx)
+    image = (preview or engine.process)(source, ctx)
+    if edit is not None:
+        image = edit.apply(index, source, image)
     exact = preview is None or getattr(engine, "previews_exact", True)  # known once the preview ran
     if entry is not None and exact and not is_stateful(engine.params):
         entry.store(index, image)

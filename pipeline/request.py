@@ -54,6 +54,14 @@ class StyleParams:
     # match each frame's LAB mean and deviation to the range's first frame; None: on for diffusion only
     # (on fast-style it measured no gain, docs/quality.md)
     color_anchor: bool | None = None
+    # content editing (pipeline/editing): a region that follows the motion, values that change over time
+    mask: str | None = None  # an image (one mask), a video or a PNG folder (a mask per source frame); white is edited
+    mask_anchors: tuple = ()  # ((frame, PNG path), ...): masks painted on frames, tracked along the flow
+    mask_feather: float = 0.0  # soft edge of the composite with the source, in output pixels
+    prompt_keys: tuple = ()  # ((frame, text), ...) when the prompt changes over time (embeddings interpolated)
+    strength_keys: tuple = ()  # ((frame, strength), ...), interpolated (diffusion)
+    seed_keys: tuple = ()  # ((frame, seed), ...), each held until the next (diffusion)
+    image_guidance: float = 1.5  # InstructPix2Pix models: how closely to keep to the source frame
     # keyframe rendering (pipeline/keyframes, docs/quality.md): the engine runs on keyframes only; the
     # frames between are carried along the source's optical flow from both neighbouring keyframes
     keyframe_interval: int = 0  # 0: the engine's default (KEYFRAME_DEFAULTS); 1: every frame
@@ -83,6 +91,11 @@ class StyleParams:
             raise BadInputError(f"max side must be 0 (source size) or positive, got {self.max_side}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise BadInputError(f"unknown device '{self.device}'; use auto, cpu or cuda")
+        if self.mask_feather < 0:
+            raise BadInputError(f"the mask feather must be 0 or more pixels, got {self.mask_feather}")
+        for frame, value in self.strength_keys:
+            if not 0.0 <= value <= 1.0:
+                raise BadInputError(f"strength must be between 0 and 1, got {value} at frame {frame}")
         if self.keyframe_interval < 0 or self.keyframes not in KEYFRAME_MODES:
             raise BadInputError(f"keyframes: use an interval of 0 (engine default) or more, and a mode of "
                                 f"{' or '.join(KEYFRAME_MODES)}; got {self.keyframe_interval}, {self.keyframes!r}")
@@ -99,6 +112,7 @@ class StyleParams:
             data[name] = getattr(self, name)
         if self.engine == "fast-style" and self.style_image:
             data["style_image"] = _file_identity(self.style_image)
+        data.update(_editing_identity(self))
         data.update(keyframe_settings(self) or {})  # resolved, so "engine default" and its value share frames
         return data
 
@@ -115,7 +129,7 @@ class StyleParams:
         kwargs = {}
         for key, value in data.items():
             if key in known:
-                kwargs[key] = value
+                kwargs[key] = _keys_tuple(value) if key in KEYED_FIELDS else value
         try:
             return cls(**kwargs)
         except TypeError as exc:
@@ -141,6 +155,38 @@ def keyframe_settings(params: StyleParams) -> dict | None:
         return {"keyframes": "auto", "keyframe_min": params.keyframe_min, "keyframe_max": params.keyframe_max}
     interval = keyframe_interval(params)
     return {"keyframes": "fixed", "keyframe_interval": interval} if interval > 1 else None
+
+
+KEYED_FIELDS = ("mask_anchors", "prompt_keys", "strength_keys", "seed_keys")
+
+
+def _keys_tuple(value) -> tuple:
+    """((frame, value), ...) from its JSON form (lists), so the frozen params stay hashable."""
+    try:
+        return tuple((int(frame), item) for frame, item in value or ())
+    except (TypeError, ValueError):
+        raise BadInputError(f"bad keyframes: {value!r}") from None
+
+
+def _editing_identity(p: "StyleParams") -> dict:
+    """What the content-editing settings add to the cache key: masks by their content, schedules as
+    (frame, value) pairs; nothing when they are unset, so existing keys stay the same."""
+    from pipeline.editing.masks import mask_identity
+
+    data: dict = {}
+    if p.mask:
+        data["mask"] = mask_identity(p.mask)
+    if p.mask_anchors:
+        data["mask_anchors"] = [[frame, mask_identity(path)] for frame, path in p.mask_anchors]
+    if p.mask or p.mask_anchors:
+        data["mask_feather"] = p.mask_feather
+    if p.engine == "diffusion":
+        for name in ("prompt_keys", "strength_keys", "seed_keys"):
+            if getattr(p, name):
+                data[name] = [list(key) for key in getattr(p, name)]
+        if p.image_guidance != StyleParams.image_guidance:  # used by InstructPix2Pix models only; a miss elsewhere is harmless
+            data["image_guidance"] = p.image_guidance
+    return data
 
 
 def _file_identity(path: str) -> str:

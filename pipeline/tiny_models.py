@@ -262,3 +262,19 @@ def _vae_key_to_ldm(key: str, num_up_blocks: int) -> str:
     if kind in ("downsamplers", "upsamplers"):
         return f"{prefix}.{sampler}.{rest}"
     return f"{prefix}.block.{layer}.{rest.replace('conv_shortcut', 'nin_shortcut')}"
+
+
+def make_tiny_edit_folder(path: Path, role: str) -> Path:
+    """A tiny InstructPix2Pix ('instruct': a UNet with 8 input channels) or inpainting ('inpaint': 9)
+    diffusers folder, saved under its own pipeline class as such models are published."""
+    import diffusers
+    from diffusers import UNet2DConditionModel
+
+    channels, name = {"instruct": (8, "StableDiffusionInstructPix2PixPipeline"),
+                      "inpaint": (9, "StableDiffusionInpaintPipeline")}[role]
+    base = make_tiny_sd_pipeline()
+    torch.manual_seed(1)
+    unet = UNet2DConditionModel.from_config({**base.unet.config, "in_channels": channels})
+    pipe = getattr(diffusers, name)(**{**base.components, "unet": unet}, requires_safety_checker=False)
+    pipe.save_pretrained(Path(path))
+    return Path(path)

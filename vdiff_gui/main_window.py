@@ -47,6 +47,7 @@ class MainWindow(QMainWindow):
         self.compare = CompareView()
         self.timeline = TimelineWidget(self.state)
         self.param_panel = ParamPanel(self.state, PresetStore(), lambda text: self.show_error(text))
+        self.param_panel.region.set_frame_source(lambda: self.compare.before_view.image())  # masks are painted on it
         self.jobs = JobController(self.state, self.worker, self)
         self.render_bar = RenderBar(self.state, self.jobs)
         self.preview = PreviewController(self.state, self.worker, self.compare, self.timeline, self.show_error, self)

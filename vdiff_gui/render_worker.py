@@ -20,6 +20,7 @@ from pathlib import Path
 from PySide6.QtCore import QThread, Signal
 
 from pipeline.cache import CacheEntry, FrameCache
+from pipeline.editing.region import RegionEdit, has_region
 from pipeline.engines import Engine, create_engine
 from pipeline.errors import CancelledError, OutOfMemoryError, VdiffError
 from pipeline.events import Cancelled, CancelToken, Failed, Finished, FrameReady, Started, Step
@@ -266,8 +267,9 @@ class RenderWorker(QThread):
             engine = self._ensure_engine(request.params, token)
             entry = self._entry_of(request.info, engine, request.start)
             on_step = lambda step, steps: self.step_changed.emit(request.index, step, steps)  # noqa: E731
+            edit = self._region_of(request.params, request.info)
             image, from_cache = preview_frame(engine, self._reader_of(request.info), request.index, token, entry, on_step,
-                                              request.start)
+                                              edit=edit, start=request.start)
         except CancelledError:
             return
         except VdiffError as exc:
@@ -279,6 +281,15 @@ class RenderWorker(QThread):
             self.preview_failed.emit(f"internal error: {type(exc).__name__}: {exc}", "error")
         else:
             self.preview_ready.emit(request.index, image, from_cache, request.params)
+
+    def _region_of(self, params: StyleParams, info: VideoInfo) -> RegionEdit | None:
+        """The region edit previews use, tracked once over the whole clip and kept while it is unchanged."""
+        if not has_region(params):
+            return None
+        key = (str(info.path), params.mask, params.mask_anchors, params.mask_feather)
+        if getattr(self, "_region", (None, None))[0] != key:
+            self._region = (key, RegionEdit(params, info, 0, info.frame_count))
+        return self._region[1]
 
     def _run_render(self, request: RenderRequest, token: CancelToken) -> None:
         try:

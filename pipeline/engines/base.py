@@ -27,6 +27,9 @@ class FrameContext:
     init: np.ndarray | None = None  # flow-propagated image to start from instead of the frame
     strength: float | None = None  # the strength to use with `init` instead of params.strength
     references: list[np.ndarray] = field(default_factory=list)  # stylized anchor (and previous) frame
+    # set by the render for region edits (pipeline.editing): HxW float32 at the output size, 1 = edited
+    mask: np.ndarray | None = None
+    masked_source: np.ndarray | None = None  # the source frame at the output size, with a mask (the init may differ)
 
     def check_cancelled(self) -> None:
         if self.cancel.cancelled:

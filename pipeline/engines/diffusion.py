@@ -16,6 +16,9 @@ import numpy as np
 import torch
 
 from pipeline.engines.base import Engine, FrameContext, fit_size, resize_to
+from pipeline.engines.diffusion_editing import (
+    IMG2IMG, INSTRUCT, LatentMask, PromptSchedule, call_arguments, frame_seed, frame_strength, pipeline_role,
+)
 from pipeline.engines.diffusion_models import (
     check_scheduler,
     compile_unet,
@@ -74,6 +77,8 @@ class DiffusionEngine(Engine):
             )
         self._pipe = None
         self._prompt_kwargs: dict = {}
+        self._prompt_schedule: PromptSchedule | None = None  # prompts keyed at frames (pipeline.editing)
+        self.role = IMG2IMG  # the model's job: img2img, inpaint or instruct (diffusion_editing)
         self._torch_device = "cpu"  # the torch device behind self.device's label
         self._low_memory = params.low_memory
         self._cross_frame: CrossFrameAttention | None = None
@@ -93,13 +98,19 @@ class DiffusionEngine(Engine):
         p = self.params
         device, dtype = resolve_device(p.device)
         self._pipe = load_img2img_pipeline(p.model, device, dtype, p.allow_pickle, p.scheduler, p.low_memory)
+        self.role = pipeline_role(self._pipe)
         self._torch_device, self._dtype = device, dtype
         self._low_memory = uses_low_memory(self._pipe)
         if self._compile:
             compile_unet(self._pipe)
         self._update_device_label()
         self._prompt_kwargs = self._encode_prompt()
-        self._cross_frame = CrossFrameAttention(self._pipe) if p.cross_frame_attention else None
+        self._prompt_schedule = PromptSchedule(p.prompt_keys, self._encode_prompt) if p.prompt_keys else None
+        # the reference pass feeds plain latents to the UNet: only img2img models take them
+        attends = p.cross_frame_attention and self.role == IMG2IMG
+        if p.cross_frame_attention and not attends:
+            log.info("cross-frame attention is off for %s models", self.role)
+        self._cross_frame = CrossFrameAttention(self._pipe) if attends else None
         self._pool = queue.SimpleQueue()
         self._pool.put(self._pipe)
 
@@ -151,16 +162,18 @@ class DiffusionEngine(Engine):
                 self._pool.get()
             self._pool.put(main)
 
-    def _encode_prompt(self) -> dict:
-        """Encode the prompt once for the whole clip; returns the keyword arguments for each pipeline call."""
+    def _encode_prompt(self, prompt: str | None = None) -> dict:
+        """Encode the prompt (default: params.prompt) once for the whole clip; returns the keyword
+        arguments for each pipeline call."""
         p = self.params
+        prompt = p.prompt if prompt is None else prompt
         encode = getattr(self._pipe, "encode_prompt", None)
-        fallback = {"prompt": p.prompt, **({"negative_prompt": p.negative_prompt} if p.negative_prompt else {})}
+        fallback = {"prompt": prompt, **({"negative_prompt": p.negative_prompt} if p.negative_prompt else {})}
         if encode is None or "do_classifier_free_guidance" not in inspect.signature(encode).parameters:
             return fallback  # other families (Flux, ...) encode differently; let the pipeline encode per frame
         with torch.inference_mode():
             encoded = encode(
-                p.prompt,
+                prompt,
                 device=self._pipe._execution_device,
                 num_images_per_prompt=1,
                 do_classifier_free_guidance=p.guidance > 1,
@@ -190,7 +203,11 @@ class DiffusionEngine(Engine):
         h, w = frames[0].shape[:2]
         size = self.output_size(w, h)
         tile_big_frames(self._pipe, self._torch_device, *size)
-        images = [resize_to(f if c.init is None else c.init, size) for f, c in zip(frames, contexts)]
+        if len(frames) > 1 and len({self._strength_of(c) for c in contexts}) > 1:  # one pipeline call, one strength
+            return [image for f, c in zip(frames, contexts) for image in self.process_batch([f], [c])]
+        images = [resize_to(f if c.init is None or self.role == INSTRUCT else c.init, size) for f, c in zip(frames, contexts)]
+        for ctx, frame in zip(contexts, frames):
+            ctx.masked_source = resize_to(frame, size) if ctx.mask is not None else None  # for the latent mask
         pipe = self._pool.get()
         try:
             try:
@@ -243,11 +260,21 @@ class DiffusionEngine(Engine):
             "settings; lower the max side, close other programs using the GPU, or use a smaller model"
         )
 
+    def _strength_of(self, ctx: FrameContext) -> float:
+        return frame_strength(self.params, ctx.index, ctx.strength)
+
     def _denoise(self, pipe, images: list[np.ndarray], contexts: list[FrameContext]) -> list[np.ndarray]:
         p = self.params
         first = contexts[0]
-        strength = p.strength if first.strength is None else first.strength
-        steps_run = min(int(p.steps * strength), p.steps)
+        strength = self._strength_of(first)
+        steps_run = p.steps if self.role == INSTRUCT else min(int(p.steps * strength), p.steps)
+        size = (images[0].shape[1], images[0].shape[0])
+        masks = [ctx.mask for ctx in contexts]
+        latent_mask = None
+        if self.role == IMG2IMG and any(m is not None for m in masks):
+            full = np.ones((size[1], size[0]), np.float32)
+            sources = [image if c.masked_source is None else c.masked_source for c, image in zip(contexts, images)]
+            latent_mask = LatentMask(pipe, sources, [full if m is None else m for m in masks], frame_seed(p, first.index))
 
         def on_step_end(pipe, step, timestep, callback_kwargs):
             try:
@@ -257,32 +284,42 @@ class DiffusionEngine(Engine):
             except CancelledError:
                 pipe._interrupt = True  # raising already leaves the loop; this keeps the pipeline's own flag in step
                 raise
+            if latent_mask is not None:
+                callback_kwargs = latent_mask.callback(pipe, step, timestep, callback_kwargs)
             return callback_kwargs
 
         # shared noise: the same seed for every frame keeps unchanged regions from flickering (off: one per frame)
-        generators = [
-            torch.Generator(device="cpu").manual_seed(p.seed if p.shared_noise else p.seed + ctx.index)
-            for ctx in contexts
-        ]
+        generators = [torch.Generator(device="cpu").manual_seed(frame_seed(p, ctx.index)) for ctx in contexts]
         references = first.references if self._cross_frame is not None else []
         attend = self._cross_frame.references(references, p.seed) if references else nullcontext()
         began = time.perf_counter()
         with torch.inference_mode(), attend:
             result = pipe(
                 image=self._upload(images),
-                strength=strength,
                 num_inference_steps=p.steps,
                 guidance_scale=p.guidance,
                 generator=generators if len(generators) > 1 else generators[0],
                 output_type="pt",
                 callback_on_step_end=on_step_end,
-                **self._batched_prompt(len(images)),
+                **({"callback_on_step_end_tensor_inputs": ["latents"]} if latent_mask is not None else {}),
+                **call_arguments(self.role, p, strength, masks, size),
+                **self._frame_prompts(contexts),
             )
             out = self._download(result.images)
         if self._compile and self.compile_seconds is None:
             self.compile_seconds = time.perf_counter() - began  # the first call compiles
             log.info("torch.compile warm-up: %.1f s (the first call, %d frame(s))", self.compile_seconds, len(images))
         return out
+
+    def _frame_prompts(self, contexts: list[FrameContext]) -> dict:
+        """The prompt keywords for these frames: one encoding for all, or each frame's scheduled blend."""
+        if self._prompt_schedule is None:
+            return self._batched_prompt(len(contexts))
+        each = [self._prompt_schedule.at(ctx.index) for ctx in contexts]
+        if len(each) == 1:
+            return each[0]
+        return {name: torch.cat([e[name] for e in each]) if isinstance(value, torch.Tensor) else [e[name] for e in each]
+                for name, value in each[0].items()}
 
     def _batched_prompt(self, count: int) -> dict:
         if count == 1:
@@ -315,6 +352,7 @@ class DiffusionEngine(Engine):
         self._pool = queue.SimpleQueue()
         self._tiny_vae = None
         self._prompt_kwargs = {}
+        self._prompt_schedule = None
         self._cross_frame = None
         gc.collect()
         if self._torch_device == "cuda":

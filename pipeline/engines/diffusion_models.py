@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+from pipeline.engines.diffusion_editing import EDIT_PIPELINE_CLASSES, task_pipeline
 from pipeline.errors import BadInputError, ModelError
 
 log = logging.getLogger(__name__)
@@ -92,7 +93,8 @@ def load_img2img_pipeline(
     low_memory: bool = False,
     config: str | None = None,
 ):
-    """Load `model` as an img2img DiffusionPipeline on `device` ('cpu' or 'cuda', see resolve_device).
+    """Load `model` as an img2img DiffusionPipeline on `device` ('cpu' or 'cuda', see resolve_device);
+    inpainting and InstructPix2Pix models load as those pipelines (diffusion_editing.task_pipeline).
 
     Raises ModelError with one sentence when the model is missing, incomplete, not a model, not cached
     while offline, or a pickle file without allow_pickle; BadInputError for an unknown scheduler.
@@ -115,6 +117,7 @@ def load_img2img_pipeline(
         raise
     except Exception as exc:  # diffusers reports broken files with many error types; the user needs one sentence
         raise ModelError(f"model '{model}' could not be loaded: {_first_line(exc)}") from exc
+    pipe = task_pipeline(pipe)  # img2img, inpainting or InstructPix2Pix, as the model's UNet says
     set_scheduler(pipe, scheduler)
     pipe.set_progress_bar_config(disable=True)
     place_pipeline(pipe, device, low_memory)
@@ -133,7 +136,11 @@ def _load_folder(folder: Path, dtype, allow_pickle: bool):
             f"the weights of {', '.join(pickled)} in '{folder}' are pickle (.bin) files, which can run code when "
             "loaded; convert them to .safetensors or allow pickle checkpoints explicitly"
         )
-    return AutoPipelineForImage2Image.from_pretrained(
+    loader = AutoPipelineForImage2Image
+    own_class = json.loads(index.read_text(encoding="utf-8")).get("_class_name")
+    if own_class in EDIT_PIPELINE_CLASSES:  # inpainting and InstructPix2Pix models load as themselves
+        loader = _folder_pipeline_class(folder)
+    return loader.from_pretrained(
         str(folder), **_dtype_kwargs(dtype), local_files_only=True, use_safetensors=None if pickled else True
     )
 
@@ -222,7 +229,7 @@ def _load_single_file(path: Path, dtype, allow_pickle: bool, config: str | None)
                 "(model_index.json, unet/config.json, ...), or connect once so the base model's configs are cached"
             ) from exc
         raise
-    return diffusers.AutoPipelineForImage2Image.from_pipe(pipe)
+    return pipe
 
 
 def find_single_file_config(path: Path, config: str | None = None) -> Path | None:
@@ -265,10 +272,15 @@ def _load_hub(repo_id: str, dtype, allow_pickle: bool):
     from diffusers import AutoPipelineForImage2Image
 
     def load(local_files_only: bool):
-        return AutoPipelineForImage2Image.from_pretrained(
-            repo_id, **_dtype_kwargs(dtype), local_files_only=local_files_only,
-            use_safetensors=None if allow_pickle else True,
-        )
+        kwargs = dict(**_dtype_kwargs(dtype), local_files_only=local_files_only, use_safetensors=None if allow_pickle else True)
+        try:
+            return AutoPipelineForImage2Image.from_pretrained(repo_id, **kwargs)
+        except ValueError as exc:  # InstructPix2Pix models have no img2img counterpart: load them as themselves
+            if "can't find a pipeline linked" not in str(exc):
+                raise
+            from diffusers import DiffusionPipeline
+
+            return DiffusionPipeline.from_pretrained(repo_id, **kwargs)
 
     try:
         return load(local_files_only=True)  # a cached model needs no network at all

@@ -173,6 +173,10 @@ class _KeyframeRender:
                 image = stabilizer.process(engine, frame, ctx, flow, previous=previous[0] if previous else None)
             elif not self.ahead:
                 image = self.engine.process(frame, ctx)
+            if self.plan.edit is not None and not from_cache:  # a content edit: outside its mask, the source
+                image = self.plan.edit.apply(index, frame, image)
+                if stabilizer is not None:
+                    stabilizer.replace_output(image)
             after = Keyframe(index, source, image)
             if before is not None:
                 for t, frame_t in between:
@@ -210,6 +214,8 @@ class _KeyframeRender:
         image = self.plan.entry.load(index) if index in self.cached else None
         if image is not None:
             return image, True, None, ctx
+        if self.plan.edit is not None:  # the engine may keep the source outside it too
+            ctx.mask = self.plan.edit.mask_at(index, self.plan.out_size)
         flow = None
         if previous is not None and self.flows:
             size = self.plan.out_size
@@ -226,7 +232,10 @@ class _KeyframeRender:
         fill = None
         if self.engine.name != "diffusion":  # diffusion pays a full denoise per region: the cheap fallback
             fill = lambda crop: self.engine.process(crop, self._context(index))  # noqa: E731
-        return synthesize(index, resize_to(frame, self.plan.out_size), before, after, fill), False
+        image = synthesize(index, resize_to(frame, self.plan.out_size), before, after, fill)
+        if self.plan.edit is not None:  # the carried keyframes hold the edit; outside its mask, the source
+            image = self.plan.edit.apply(index, frame, image)
+        return image, False
 
     # -- sources ----------------------------------------------------------------------------------
     def _frames(self) -> Iterator[tuple]:

@@ -94,6 +94,13 @@ class Stabilizer:
         self.remember(ctx.index, output, source)
         return output
 
+    def replace_output(self, output: np.ndarray) -> None:
+        """The frame just processed as it was finally written (composited inside a mask): what the
+        next frame propagates from, the same as a resume from the cache would see."""
+        self._output = output
+        if self._index == self.start:
+            self._anchor = output
+
     def remember(self, index: int, output: np.ndarray, source: np.ndarray | None = None) -> None:
         """Take frame `index` (e.g. from the cache) as the latest one; its source is loaded if needed."""
         self._index, self._output, self._source = index, output, source

@@ -23,6 +23,7 @@ from vdiff_gui.settings import DEVICES
 from vdiff_gui.tasks import run_blocking, start_task
 from vdiff_gui.widgets.model_picker import ModelPicker
 from vdiff_gui.widgets.preset_bar import PresetBar
+from vdiff_gui.widgets.region_editor import PromptKeys, RegionEditor
 from vdiff_gui.widgets.style_grid import StyleGrid
 
 ENGINE_LABELS = {
@@ -30,8 +31,8 @@ ENGINE_LABELS = {
     "classical": "Classical (OpenCV looks, denoise)",
     "diffusion": "Diffusion (Stable Diffusion img2img)",
 }
-ALWAYS = ("engine", "strength", "max_side", "device")
-DIFFUSION_EXTRA = ("allow_pickle", "low_memory")
+ALWAYS = ("engine", "strength", "max_side", "device", "mask_anchors", "mask_feather")
+DIFFUSION_EXTRA = ("allow_pickle", "low_memory", "prompt_keys", "image_guidance")
 KEYFRAME_ROWS = ("keyframe_interval", "keyframes")  # every engine (pipeline.keyframes)
 COLOR_ANCHOR = {"auto": None, "on": True, "off": False}
 FIELDS = {f.name for f in dataclasses.fields(StyleParams)}
@@ -178,7 +179,16 @@ class ParamPanel(QScrollArea):
         self._add("model", "Model", self.model, lambda v: None)  # shown with allow_pickle, below
         self._check("allow_pickle", "", "allow pickle checkpoints (can run code)")
         self.prompt = self._line("prompt", "Prompt", "e.g. a watercolor painting")
+        self.prompt_keys = PromptKeys(s)
+        self._add("prompt_keys", "Over time", self.prompt_keys, self.prompt_keys.show_keys)
         self._line("negative_prompt", "Negative")
+        image_guidance = QDoubleSpinBox()
+        image_guidance.setRange(0.0, 10.0)
+        image_guidance.setSingleStep(0.1)
+        image_guidance.setKeyboardTracking(False)
+        image_guidance.setToolTip("InstructPix2Pix models: how closely to keep to the source frame")
+        image_guidance.valueChanged.connect(lambda v: s.edit(image_guidance=round(v, 2)))
+        self._add("image_guidance", "Image guidance", image_guidance, image_guidance.setValue)
         self.strength = self._fraction("strength", "Strength")
         self._spin("steps", "Steps", 1, 150)
         guidance = QDoubleSpinBox()
@@ -215,6 +225,15 @@ class ParamPanel(QScrollArea):
         keyframes.setToolTip("The engine runs on every Nth frame of each shot; the frames between are carried "
                              "along the motion from both neighbouring keyframes. 1: every frame.")
         self._combo("keyframes", "Keyframe placement", KEYFRAME_MODES)
+        # content editing, every engine: a painted region that follows the motion
+        self.region = RegionEditor(s, lambda: None)
+        self._add("mask_anchors", "Edit region", self.region, self.region.show_anchors)
+        feather = QDoubleSpinBox()
+        feather.setRange(0.0, 100.0)
+        feather.setSuffix(" px")
+        feather.setKeyboardTracking(False)
+        feather.valueChanged.connect(lambda v: s.edit(mask_feather=round(v, 1)))
+        self._add("mask_feather", "Region edge", feather, feather.setValue)
         # shared
         max_side = self._spin("max_side", "Output size", 0, 8192, step=64, suffix=" px")
         max_side.setSpecialValueText("source size")
@@ -273,6 +292,8 @@ class ParamPanel(QScrollArea):
             visible.discard("denoise_window")
         if not getattr(p, "temporal_flow", True):
             visible.discard("flow_blend")
+        if not p.mask_anchors and not p.mask:
+            visible.discard("mask_feather")
         for field, widget in self.rows.items():
             self.form.setRowVisible(widget, field in visible)
 

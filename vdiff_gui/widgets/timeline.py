@@ -55,6 +55,7 @@ class TimelineWidget(QWidget):
         state.clip_changed.connect(self._on_clip_changed)
         state.frame_changed.connect(self.update)
         state.range_changed.connect(self.update)
+        state.params_changed.connect(self.update)  # painted-mask and prompt keys are marked
 
     def set_thumbnails(self, images: list[QImage]) -> None:
         self._thumbnails = list(images)
@@ -131,6 +132,7 @@ class TimelineWidget(QWidget):
             painter.drawLine(QPointF(x, track.top() - 2), QPointF(x, track.bottom() + 2))
             painter.drawLine(QPointF(x, track.top() - 2), QPointF(x + 5 * sign, track.top() - 2))
             painter.drawLine(QPointF(x, track.bottom() + 2), QPointF(x + 5 * sign, track.bottom() + 2))
+        self._paint_edit_keys(painter, track)
         # playhead
         x = self.x_of(self.state.frame + 0.5)
         painter.setPen(QPen(QColor(240, 70, 60), 2))
@@ -147,6 +149,22 @@ class TimelineWidget(QWidget):
         length = self.state.out_point - self.state.in_point + 1
         right = f"in {self.state.in_point} · out {self.state.out_point} ({length} frames) · rendered {self.rendered_count}"
         painter.drawText(text_rect, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter, right)
+
+    def edit_key_frames(self) -> dict[str, list[int]]:
+        """The frames marked as content-editing keys: painted masks and prompt keys."""
+        p = self.state.params
+        return {"mask": [int(f) for f, _ in p.mask_anchors], "prompt": [int(f) for f, _ in p.prompt_keys]}
+
+    def _paint_edit_keys(self, painter: QPainter, track: QRectF) -> None:
+        """A diamond below the thumbnails at each painted mask (cyan) and prompt key (violet)."""
+        colours = {"mask": QColor(60, 200, 230), "prompt": QColor(190, 120, 255)}
+        painter.setPen(Qt.PenStyle.NoPen)
+        for offset, (kind, frames) in enumerate(self.edit_key_frames().items()):
+            painter.setBrush(colours[kind])
+            y = track.top() + THUMB_HEIGHT - 6 - 9 * offset
+            for frame in frames:
+                x = self.x_of(frame + 0.5)
+                painter.drawPolygon(QPolygonF([QPointF(x, y - 4), QPointF(x + 4, y), QPointF(x, y + 4), QPointF(x - 4, y)]))
 
     # scrubbing
     def mousePressEvent(self, event: QMouseEvent) -> None:
