@@ -85,10 +85,19 @@ class CacheEntry:
         height, width = pixels.shape[:2]
         path = self._frame_path(index)
         temp = path.with_suffix(f".tmp{os.getpid()}")
-        with open(temp, "wb") as handle:
-            handle.write(HEADER.pack(MAGIC, zlib.crc32(pixels), height, width))
-            handle.write(pixels.data)
-        os.replace(temp, path)
+        try:
+            with open(temp, "wb") as handle:
+                handle.write(HEADER.pack(MAGIC, zlib.crc32(pixels), height, width))
+                handle.write(pixels.data)
+            os.replace(temp, path)
+        except OSError as exc:
+            try:
+                temp.unlink(missing_ok=True)
+            except OSError:
+                pass
+            if exc.filename is None:  # a failed write() names no file: name the frame for the message
+                raise OSError(exc.errno, exc.strerror, str(path)) from exc
+            raise
 
     def write_meta(self, meta: dict) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -169,13 +178,14 @@ class FrameCache:
     def total_bytes(self) -> int:
         return sum(row.bytes for row in self.usage())
 
-    def evict(self, keep: set[str] = frozenset()) -> int:
-        """Remove least recently used entries until the cache fits its bound. Returns bytes freed."""
+    def evict(self, keep: set[str] = frozenset(), room: int = 0) -> int:
+        """Remove least recently used entries until the cache fits its bound with `room` bytes to spare.
+        Returns bytes freed."""
         rows = sorted(self.usage(), key=lambda r: r.last_used)
         total = sum(r.bytes for r in rows)
         freed = 0
         for row in rows:
-            if total - freed <= self.max_bytes:
+            if total - freed + room <= self.max_bytes:
                 break
             if row.key in keep:
                 continue

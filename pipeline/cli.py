@@ -137,6 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--codec", choices=("h264", "h265", "prores", "png"), default="h264", help="default: h264")
     render.add_argument("--crf", type=int, default=18, metavar="N", help="H.264/H.265 quality, 0-51 (default: 18)")
     render.add_argument("--no-audio", action="store_true", help="drop the audio")
+    render.add_argument("--overwrite", action="store_true",
+                        help="--codec png into a folder that is not empty: replace its frame_*.png files and "
+                        "touch nothing else (without it such a folder is refused)")
     render.add_argument("--resume", action="store_true",
                         help="continue an interrupted render from the frame cache and report what was recovered "
                         "(cached frames are always reused; this makes it explicit)")
@@ -258,7 +261,7 @@ def _editing_params(args, info) -> dict:
     def to_frame(text: str) -> int:
         if info is None:
             return int(text) if text.isdigit() else 0
-        return parse_position(text, float(info.fps), info.frame_count)
+        return parse_position(text, float(info.fps), info.frame_count, info)
 
     def scheduled(texts, kind, default):
         if not texts:
@@ -309,10 +312,11 @@ def _cmd_render(args) -> int:
     info = probe(args.input)
     params = params_from_args(args, info)
     _check_style_image(params)
-    start = parse_position(args.start, float(info.fps), info.frame_count)
-    end = parse_position(args.end, float(info.fps), info.frame_count) if args.end is not None else None
+    start = parse_position(args.start, float(info.fps), info.frame_count, info)
+    end = parse_position(args.end, float(info.fps), info.frame_count, info) if args.end is not None else None
     start, end = resolve_range(info, start, end)
-    output = OutputSpec(Path(args.output), codec=args.codec, crf=args.crf, audio=not args.no_audio)
+    output = OutputSpec(Path(args.output), codec=args.codec, crf=args.crf, audio=not args.no_audio,
+                        overwrite=args.overwrite)
     request = RenderRequest(Path(args.input), params, start, end, output, use_cache=not args.no_cache)
     if args.resume and not args.no_cache:
         entry = FrameCache().find(render_key(info, cache_description(create_engine(params), start)))
@@ -422,7 +426,7 @@ def _cmd_preview(args) -> int:
     with VideoReader(args.input) as reader:
         params = params_from_args(args, reader.info)
         _check_style_image(params)
-        index = parse_position(args.frame, float(reader.info.fps), reader.info.frame_count)
+        index = parse_position(args.frame, float(reader.info.fps), reader.info.frame_count, reader.info)
         if not 0 <= index < reader.info.frame_count:
             from pipeline.errors import BadInputError
 
@@ -455,7 +459,7 @@ def _cmd_metrics(args) -> int:
     from pipeline.video import probe
 
     info = probe(args.input)
-    start = parse_position(args.start, float(info.fps), info.frame_count)
+    start = parse_position(args.start, float(info.fps), info.frame_count, info)
     if not 0 <= start < info.frame_count:
         raise BadInputError(f"start frame {start} is outside the clip (0 to {info.frame_count - 1})")
     for path in (args.output, args.reference):

@@ -25,3 +25,9 @@ class OutOfMemoryError(VdiffError):
 
 class CancelledError(Exception):
     """A render was cancelled; the frame cache keeps what was done."""
+
+
+class VerificationError(OutputError):
+    """The written file does not match the source; it was not moved over the target (vdiff's fault: exit 1)."""
+
+    exit_code = 1

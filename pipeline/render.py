@@ -25,6 +25,7 @@ from typing import Iterator
 import numpy as np
 
 from pipeline.cache import CacheEntry, FrameCache, render_key
+from pipeline.cache_budget import CacheBudget, frame_bytes
 from pipeline.engines import Engine, FrameContext, create_engine
 from pipeline.engines.base import resize_to
 from pipeline.editing.region import RegionEdit, has_region
@@ -40,6 +41,7 @@ from pipeline.video.writer import check_output_path, even_size
 log = logging.getLogger(__name__)
 
 QUEUE_FRAMES = 6  # frames buffered between stages: enough to overlap, small enough to bound memory
+EVENT_QUEUE = 8  # events waiting for the consumer; FrameReady waits for room, Step is dropped when full
 _DONE = object()
 
 
@@ -53,6 +55,7 @@ class _Plan:
     out_size: tuple[int, int]
     stabilizer: Stabilizer | None = None  # the consistency state carried from frame to frame, if any
     edit: RegionEdit | None = None  # the region a content edit is limited to, if any
+    budget: CacheBudget | None = None  # keeps the cache inside its bound and the disk from filling
 
 
 def resolve_range(info: VideoInfo, start: int, end: int | None) -> tuple[int, int]:
@@ -105,7 +108,7 @@ def render_frames(
         # 1. check inputs
         request.params.validate()
         if request.output is not None:
-            check_output_path(request.output)
+            check_output_path(request.output, request.source)
         info = probe(request.source)
         check_renderable(info)
         start, end = resolve_range(info, request.start, request.end)
@@ -114,11 +117,15 @@ def render_frames(
         engine.prepare(cancel)
         out_size = engine.output_size(info.width, info.height)
         entry = None
+        budget = None
         if request.use_cache:
             cache = cache or FrameCache()
             entry = open_cache_entry(cache, info, engine, start)
             cache.evict(keep={entry.key})
-        plan = _Plan(info, start, end, engine, entry, out_size)
+            missing = len(set(range(start, end)) - entry.indices())
+            budget = CacheBudget(cache, entry, frame_bytes(out_size), missing)
+            budget.check_start()
+        plan = _Plan(info, start, end, engine, entry, out_size, budget=budget)
         if has_region(request.params):
             plan.edit = RegionEdit(request.params, info, start, end)
         if is_stateful(request.params):
@@ -150,20 +157,26 @@ def render_frames(
             yield event
         if cancel.cancelled:
             raise CancelledError()
-        # 4. finish
+        # 4. finish: verify the partial, and only then move it over the target
         verification = None
         output = None
         if writer is not None:
-            output = str(writer.finish())
-            verification = verify_output(
-                writer.target,
-                frames=end - start,
-                fps=info.fps,
-                duration=info.range_duration(start, end),
-                audio=request.output.audio and info.has_audio and request.output.codec != "png",
-                size=writer.size,
-                timestamps=[info.frame_time(i) - info.frame_time(start) for i in range(start, end)] if info.vfr else None,
-            ).to_json()
+            expected = writer.expected_audio
+
+            def check(path):
+                return verify_output(
+                    path,
+                    frames=end - start,
+                    fps=info.fps,
+                    duration=info.range_duration(start, end),
+                    audio=bool(expected),
+                    size=writer.size,
+                    timestamps=[info.frame_time(i) - info.frame_time(start) for i in range(start, end)] if info.vfr else None,
+                    audio_streams=expected,
+                )
+
+            output = str(writer.finish(check))
+            verification = writer.verification.to_json()
             writer = None
         if entry is not None:
             entry.write_meta({"complete_ranges": _merge_range(entry.read_meta().get("complete_ranges", []), start, end)})
@@ -179,12 +192,8 @@ def render_frames(
     except VdiffError as exc:
         kind = "out_of_memory" if isinstance(exc, OutOfMemoryError) else "error"
         yield Failed(str(exc), exit_code=exc.exit_code, done=done, kind=kind)
-    except OSError as exc:  # the frame cache could not be written
-        if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
-            message = "the disk is full while writing the frame cache; free some space and run again (it resumes)"
-        else:
-            message = f"cannot write the frame cache: {exc.strerror or exc}"
-        yield Failed(message, exit_code=2, done=done)
+    except OSError as exc:  # a file could not be read or written: say which, and why
+        yield Failed(describe_os_error(exc, cache.root if cache is not None else None), exit_code=2, done=done)
     except Exception as exc:  # an internal error: keep the traceback in the log, show one line
         log.error("render failed: %s: %s", type(exc).__name__, exc)
         log.debug("render failed:\n%s", traceback.format_exc())
@@ -196,6 +205,38 @@ def render_frames(
             engine.close()
         if plan is not None and plan.edit is not None:
             plan.edit.close()
+
+
+def describe_os_error(exc: OSError, cache_root=None) -> str:
+    """One line naming the file and the cause; "frame cache" only when the file is in the cache."""
+    name = exc.filename or ""
+    in_cache = bool(name) and cache_root is not None and _is_inside(name, cache_root)
+    what = f"the frame cache ({name})" if in_cache else (str(name) if name else "a file")
+    if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+        hint = "run again (it resumes)" if in_cache else "try again"
+        return f"the disk is full while writing {what}; free some space and {hint}"
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    return f"cannot {'write' if in_cache else 'read or write'} {what}: {reason}"
+
+
+def _is_inside(name, folder) -> bool:
+    from pathlib import Path
+
+    try:
+        return Path(name).resolve().is_relative_to(Path(folder).resolve())
+    except (OSError, ValueError):
+        return False
+
+
+def output_timestamps(info: VideoInfo, start: int, end: int) -> list[int]:
+    """Each output frame's pts (time_base units, 0 = the range's first frame). Frames that share a
+    source timestamp (duplicate packets) are kept, one tick apart, since the encoder needs increasing ones."""
+    stamps, last = [], -1
+    for index in range(start, end):
+        pts = max(info.pts[index] - info.pts[start], last + 1)
+        stamps.append(pts)
+        last = pts
+    return stamps
 
 
 def _total(request: RenderRequest) -> int:
@@ -226,7 +267,8 @@ def _run_stages(plan: _Plan, cancel: CancelToken, writer: VideoWriter | None) ->
     batch = max(1, int(getattr(plan.engine, "batch_frames", 1))) if ahead else 1
     units_q: queue.Queue = queue.Queue(max(1, QUEUE_FRAMES // batch))  # futures of frame batches, in order
     results_q: queue.Queue = queue.Queue(QUEUE_FRAMES)
-    events_q: queue.Queue = queue.Queue()
+    # bounded: a slow consumer holds the render back instead of growing memory with full frames
+    events_q: queue.Queue = queue.Queue(EVENT_QUEUE)
     stop = threading.Event()  # set by any stage that fails, or by the consumer leaving
     failure: list[BaseException] = []
     pool = ThreadPoolExecutor(workers, thread_name_prefix="vdiff-engine")
@@ -237,8 +279,6 @@ def _run_stages(plan: _Plan, cancel: CancelToken, writer: VideoWriter | None) ->
         except BaseException as exc:  # forwarded to the consumer, which re-raises it
             failure.append(exc)
             stop.set()
-        finally:
-            events_q.put(_DONE)
 
     def put(q: queue.Queue, item) -> bool:
         while not stop.is_set():
@@ -261,7 +301,7 @@ def _run_stages(plan: _Plan, cancel: CancelToken, writer: VideoWriter | None) ->
         return FrameContext(
             index=index,
             cancel=cancel,
-            on_step=lambda step, steps: events_q.put(Step(index, step, steps)),
+            on_step=lambda step, steps: _offer(events_q, Step(index, step, steps)),
             neighbors=neighbors,
             center=center,
         )
@@ -341,38 +381,42 @@ def _run_stages(plan: _Plan, cancel: CancelToken, writer: VideoWriter | None) ->
     def store() -> None:
         done = 0
         total = plan.end - plan.start
+        stamps = output_timestamps(plan.info, plan.start, plan.end) if writer is not None else []
         while True:
             item = get(results_q)
             if item is _DONE:
                 break
             index, image, from_cache = item
             if plan.entry is not None and not from_cache:
+                if plan.budget is not None:
+                    plan.budget.before_store(image.nbytes)
                 plan.entry.store(index, image)
             if writer is not None:
-                writer.write(image, plan.info.pts[index] - plan.info.pts[plan.start])
+                writer.write(image, stamps[index - plan.start])
             done += 1
-            events_q.put(FrameReady(index, image, from_cache, done, total))
+            if not put(events_q, FrameReady(index, image, from_cache, done, total)):  # waits while the consumer is behind
+                return
 
     threads = [
         threading.Thread(target=guarded, args=(stage,), name=f"vdiff-{stage.__name__}", daemon=True)
         for stage in (decode, follow, store)
     ]
-    finished = 0
+    ended = False
     with _parallel(plan.engine, workers):
         for thread in threads:
             thread.start()
         try:
-            while finished < len(threads):
+            while True:
                 try:
                     event = events_q.get(timeout=0.1)
                 except queue.Empty:
-                    continue
-                if event is _DONE:
-                    finished += 1
+                    if not any(thread.is_alive() for thread in threads) and events_q.empty():
+                        break  # every stage ended and everything it reported was handed on
                     continue
                 yield event
+            ended = True
         finally:
-            if finished < len(threads):  # the consumer left early, or Ctrl+C: wind the stages down
+            if not ended:  # the consumer left early, or Ctrl+C: wind the stages down
                 cancel.cancel()
                 stop.set()
             for thread in threads:
@@ -380,6 +424,14 @@ def _run_stages(plan: _Plan, cancel: CancelToken, writer: VideoWriter | None) ->
             pool.shutdown(wait=True, cancel_futures=True)
     if failure:
         raise failure[0]
+
+
+def _offer(events_q: queue.Queue, event: Event) -> None:
+    """Progress that may be dropped: a slow consumer misses a step count, never a frame."""
+    try:
+        events_q.put_nowait(event)
+    except queue.Full:
+        pass
 
 
 def _computes_ahead(plan: _Plan) -> bool:

@@ -206,6 +206,8 @@ class OutputSpec:
     codec: str = "h264"
     crf: int = 18
     audio: bool = True
+    # a PNG sequence into a folder that is not empty: replace its frame_*.png files, touch nothing else
+    overwrite: bool = False
 
     def __post_init__(self) -> None:
         if self.codec not in CODECS:
@@ -227,22 +229,28 @@ class RenderRequest:
 
 
 
-def parse_position(text: str, fps: float, frame_count: int) -> int:
-    """Turn '120' (frame), '4.5s', '1:02.5' or '00:01:02.5' (time) into a frame index."""
+def parse_position(text: str, fps: float, frame_count: int, timeline=None) -> int:
+    """Turn '120' (frame), '4.5s', '1:02.5' or '00:01:02.5' (time) into a frame index.
+
+    Pass the clip's VideoInfo as `timeline`: a time then picks the frame whose timestamp is nearest
+    (through the timestamp index, so variable-frame-rate clips resolve right), and the clip's end time
+    gives frame_count. Without it the average rate `fps` is used.
+    """
     text = text.strip()
     try:
         if ":" in text:
             seconds = 0.0
             for part in text.split(":"):
                 seconds = seconds * 60 + float(part)
-            return round(seconds * fps)
-        if text.endswith("s"):
-            return round(float(text[:-1]) * fps)
-        if "." in text:
-            return round(float(text) * fps)
-        value = int(text)
+        elif text.endswith("s"):
+            seconds = float(text[:-1])
+        elif "." in text:
+            seconds = float(text)
+        else:
+            value = int(text)
+            if value < 0:
+                value += frame_count  # negative counts from the end, like Python slices
+            return value
     except ValueError:
         raise BadInputError(f"cannot read '{text}' as a frame number or a time (e.g. 120, 4.5s, 1:02.5)") from None
-    if value < 0:
-        value += frame_count  # negative counts from the end, like Python slices
-    return value
+    return timeline.frame_at(seconds) if timeline is not None else round(seconds * fps)

@@ -90,8 +90,10 @@ class ProjectState(QObject):
         self.set_frame(self.frame + frames)
 
     def step_seconds(self, seconds: float) -> None:
+        """Move by a time: to the frame nearest the current frame's timestamp plus `seconds` (through
+        the timestamp index, so variable-frame-rate clips land on the right frame)."""
         if self.info is not None:
-            self.step(round(seconds * float(self.info.fps)))
+            self.set_frame(min(self.last_frame, self.info.frame_at(self.info.frame_time(self.frame) + seconds)))
 
     def set_range(self, in_point: int, out_point: int) -> None:
         """Set both points, clamped to the clip; an out before the in moves the in (and vice versa)."""

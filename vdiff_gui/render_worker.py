@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import queue
 import threading
 import time
 import traceback
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 
 FPS_WINDOW = 12  # computed frames the frames-per-second figure averages over
 FRAME_SIGNAL_INTERVAL = 0.04  # s; frame_rendered carries the newest frame at most ~25 times a second
+FEED_BYTES = 256 * 1024 * 1024  # frames waiting for the flicker meter; beyond this it skips frames
 
 
 @dataclass(frozen=True)
@@ -312,43 +314,39 @@ class RenderWorker(QThread):
                 self._paused = False
 
     def _dispatch(self, events, request: RenderRequest) -> None:
-        """Turn each pipeline event into a signal."""
+        """Turn each pipeline event into a signal. Nothing slow happens here: the render waits for this
+        loop (its event queue is bounded), so the flicker meter runs on its own thread (FlickerFeed)."""
         computed: deque[float] = deque(maxlen=FPS_WINDOW)
         last_frame_signal = 0.0
-        meter = FlickerMeter()  # the same measure as `vdiff metrics`, over the frames as they arrive
-        for event in events:
-            if isinstance(event, FrameReady):
-                self._measure_flicker(meter, request, event)
-                now = time.perf_counter()
-                if not event.from_cache:
-                    computed.append(now)
-                if now - last_frame_signal >= FRAME_SIGNAL_INTERVAL or event.done == event.total:
-                    last_frame_signal = now
-                    self.frame_rendered.emit(event.index, event.image)
-                self.progress_changed.emit(event.done, event.total, _rate(computed))
-                self._serve_cached_preview(request)
-            elif isinstance(event, Step):
-                self.step_changed.emit(event.index, event.step, event.steps)
-            elif isinstance(event, Started):
-                self.device_changed.emit(event.device)
-                self.render_started.emit(event.total, event.cached)
-            elif isinstance(event, Finished):
-                if self._engine is not None:
-                    self.device_changed.emit(self._engine.device)  # a low-memory fallback changes it
-                self.render_finished.emit(dataclasses.asdict(event))
-            elif isinstance(event, Cancelled):
-                self.render_cancelled.emit()
-            elif isinstance(event, Failed):
-                self.render_failed.emit(event.message, event.kind)
-
-    def _measure_flicker(self, meter: FlickerMeter, request: RenderRequest, event: FrameReady) -> None:
-        """Feed the flicker meter; the render's stages keep running meanwhile (bounded queues)."""
-        info = self._reader_info
-        if info is None or info.path != Path(request.source):
-            info = probe(request.source)
-        score = meter.add(event.index, self._reader_of(info).frame(event.index), event.image)
-        if score is not None:
-            self.flicker_changed.emit(score, meter.floor, meter.pairs)
+        feed = FlickerFeed(request.source, self.flicker_changed.emit)
+        try:
+            for event in events:
+                if isinstance(event, FrameReady):
+                    feed.offer(event.index, event.image)
+                    now = time.perf_counter()
+                    if not event.from_cache:
+                        computed.append(now)
+                    if now - last_frame_signal >= FRAME_SIGNAL_INTERVAL or event.done == event.total:
+                        last_frame_signal = now
+                        self.frame_rendered.emit(event.index, event.image)
+                    self.progress_changed.emit(event.done, event.total, _rate(computed))
+                    self._serve_cached_preview(request)
+                elif isinstance(event, Step):
+                    self.step_changed.emit(event.index, event.step, event.steps)
+                elif isinstance(event, Started):
+                    self.device_changed.emit(event.device)
+                    self.render_started.emit(event.total, event.cached)
+                elif isinstance(event, Finished):
+                    feed.close()  # the last pairs are measured before the render is reported done
+                    if self._engine is not None:
+                        self.device_changed.emit(self._engine.device)  # a low-memory fallback changes it
+                    self.render_finished.emit(dataclasses.asdict(event))
+                elif isinstance(event, Cancelled):
+                    self.render_cancelled.emit()
+                elif isinstance(event, Failed):
+                    self.render_failed.emit(event.message, event.kind)
+        finally:
+            feed.close()
 
     def _serve_cached_preview(self, request: RenderRequest) -> None:
         """While a render runs, answer a pending preview at once when its frame is already cached."""
@@ -365,6 +363,58 @@ class RenderWorker(QThread):
             if self._preview is preview:
                 self._preview = None
         self.preview_ready.emit(preview.index, image, True, preview.params)
+
+
+class FlickerFeed:
+    """The flicker meter on its own thread, fed the render's frames without ever blocking the render.
+
+    Frames wait in a queue bounded by memory (FEED_BYTES); when the meter falls behind, a frame is
+    dropped (the meter sees a gap and starts a new run of pairs), so a slow meter never grows memory
+    and never slows the render. It decodes the source frames with its own reader (readers are not
+    thread-safe). close() measures what is queued and stops.
+    """
+
+    def __init__(self, source, on_score):
+        self._source, self._on_score = Path(source), on_score
+        self._queue: queue.Queue = queue.Queue()
+        self._queued_bytes = 0
+        self._lock = threading.Lock()
+        self.dropped = 0
+        self._thread = threading.Thread(target=self._run, name="vdiff-flicker", daemon=True)
+        self._thread.start()
+
+    def offer(self, index: int, image) -> None:
+        with self._lock:
+            if self._queued_bytes + image.nbytes > FEED_BYTES and self._queued_bytes > 0:
+                self.dropped += 1
+                return
+            self._queued_bytes += image.nbytes
+        self._queue.put((index, image))
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
+    def _run(self) -> None:
+        meter, reader = FlickerMeter(), None  # the same measure as `vdiff metrics`
+        try:
+            while (item := self._queue.get()) is not None:
+                index, image = item
+                with self._lock:
+                    self._queued_bytes -= image.nbytes
+                if reader is None:
+                    reader = VideoReader(self._source, probe(self._source))
+                score = meter.add(index, reader.frame(index), image)
+                if score is not None:
+                    self._on_score(score, meter.floor, meter.pairs)
+        except Exception:  # a measurement problem must not end the render
+            log.warning("the flicker meter stopped:\n%s", traceback.format_exc())
+            while self._queue.get() is not None:
+                pass
+        finally:
+            if reader is not None:
+                reader.close()
 
 
 def _rate(times: deque) -> float:

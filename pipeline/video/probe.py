@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -20,6 +21,16 @@ class AudioInfo:
     codec: str
     sample_rate: int
     channels: int
+    # where the stream lies on the file's clock (seconds, the same clock as VideoInfo.start_seconds)
+    start: float = 0.0
+    end: float = 0.0
+    language: str = ""  # ISO 639-2 tag from the container ("" when none)
+    layout: str = ""  # channel layout name, e.g. "stereo", "5.1(side)"
+    max_packet: float = 0.0  # the longest packet (s): copying trims to packets, so long ones are re-encoded
+
+    @property
+    def duration(self) -> float:
+        return max(0.0, self.end - self.start)
 
 
 @dataclass(frozen=True)
@@ -41,6 +52,7 @@ class VideoInfo:
     audio: tuple[AudioInfo, ...] = ()
     # presentation timestamps of every frame in time_base units, sorted; frame i has pts[i]
     pts: tuple[int, ...] = field(default=(), repr=False)
+    start_seconds: float = 0.0  # the first frame's time on the file's clock (MPEG-TS, cut files: not 0)
 
     @property
     def has_audio(self) -> bool:
@@ -49,6 +61,17 @@ class VideoInfo:
     def frame_time(self, index: int) -> float:
         """Seconds from the clip's first frame to frame `index` (its source timestamp)."""
         return float((self.pts[index] - self.pts[0]) * self.time_base)
+
+    def frame_at(self, seconds: float) -> int:
+        """The frame whose timestamp is nearest to `seconds` from the first frame (the timestamp index,
+        not the average rate, so variable-frame-rate clips resolve right); frame_count at the clip's end."""
+        times = [self.frame_time(i) for i in range(self.frame_count)] + [self.duration]
+        index = bisect.bisect_left(times, seconds - 1e-9)
+        if index >= len(times):  # after the clip's end: a frame number past it, which ranges refuse
+            return max(self.frame_count + 1, round(seconds * float(self.fps)))
+        if index > 0 and seconds - times[index - 1] < times[index] - seconds:
+            index -= 1
+        return index
 
     def range_duration(self, start: int, end: int) -> float:
         """Seconds that frames start..end-1 are shown for."""
@@ -69,8 +92,12 @@ class VideoInfo:
             "bit_depth": self.bit_depth,
             "codec": self.codec,
             "vfr": self.vfr,
+            "start_time": round(self.start_seconds, 6),
             "audio": [
-                {"codec": a.codec, "sample_rate": a.sample_rate, "channels": a.channels} for a in self.audio
+                {"codec": a.codec, "sample_rate": a.sample_rate, "channels": a.channels, "layout": a.layout,
+                 "language": a.language, "start": round(a.start - self.start_seconds, 6),
+                 "duration": round(a.duration, 6)}
+                for a in self.audio
             ],
         }
 
@@ -119,23 +146,20 @@ def probe(path: str | Path) -> VideoInfo:
             )
         time_base = stream.time_base or Fraction(1, 90000)
         try:
-            pts = _packet_timestamps(container, stream)
+            pts, spans = _packet_timestamps(container, stream)
         except av.error.FFmpegError as exc:
             raise BadInputError(f"{path.name} is damaged and cannot be read ({_reason(exc)})") from None
         if not pts:
             raise BadInputError(f"{path.name} contains no video frames (it may be truncated)")
         rotation = _first_frame_rotation(path, stream.index)
-        audio = tuple(
-            AudioInfo(a.index, a.codec_context.name, a.codec_context.sample_rate or 0, a.codec_context.channels or 0)
-            for a in container.streams.audio
-        )
+        audio = tuple(_audio_info(a, spans.get(a.index)) for a in container.streams.audio)
         pix_fmt = ctx.format.name if ctx.format else "unknown"
         codec = ctx.name
 
     fps = _frame_rate(stream, pts, time_base)
     deltas = {b - a for a, b in zip(pts, pts[1:])}
-    frame_ticks = pts[1] - pts[0] if len(pts) > 1 else (1 / fps) / time_base
-    last = pts[-1] - pts[0] + (min(deltas) if deltas else frame_ticks)
+    steps = deltas - {0}  # equal timestamps (duplicate packets) are frames too, but not a frame's length
+    last = pts[-1] - pts[0] + (min(steps) if steps else (1 / fps) / time_base)
     width, height = ctx.width, ctx.height
     if rotation in (90, 270):
         width, height = height, width
@@ -154,18 +178,44 @@ def probe(path: str | Path) -> VideoInfo:
         vfr=len(deltas) > 1,
         audio=audio,
         pts=tuple(pts),
+        start_seconds=float(pts[0] * time_base),
     )
 
 
-def _packet_timestamps(container, stream) -> list[int]:
+def _packet_timestamps(container, stream) -> tuple[list[int], dict[int, list[float]]]:
+    """Every video packet's timestamp, sorted, duplicates kept (each packet is a frame); and for each
+    audio stream, [first start, last end, longest packet] in seconds, from the same pass."""
     pts = []
-    for packet in container.demux(stream):
+    spans: dict[int, list[float]] = {}
+    for packet in container.demux(stream, *container.streams.audio):
         if packet.size == 0:
             continue  # the demuxer's flush packet
         value = packet.pts if packet.pts is not None else packet.dts
-        if value is not None:
+        if value is None:
+            continue
+        if packet.stream.index == stream.index:
             pts.append(value)
-    return sorted(set(pts))
+            continue
+        tb = packet.time_base or packet.stream.time_base
+        begin, length = float(value * tb), float((packet.duration or 0) * tb)
+        span = spans.setdefault(packet.stream.index, [begin, begin + length, length])
+        span[0], span[1], span[2] = min(span[0], begin), max(span[1], begin + length), max(span[2], length)
+    return sorted(pts), spans
+
+
+def _audio_info(stream, span: list[float] | None) -> AudioInfo:
+    ctx = stream.codec_context
+    start, end, longest = span or (0.0, 0.0, 0.0)
+    layout = getattr(ctx, "layout", None)
+    return AudioInfo(
+        stream.index, ctx.name, ctx.sample_rate or 0, ctx.channels or 0,
+        start=start, end=end, language=_language(stream), layout=layout.name if layout else "", max_packet=longest,
+    )
+
+
+def _language(stream) -> str:
+    language = (stream.metadata or {}).get("language", "")
+    return "" if language in ("und", "") else language
 
 
 def _frame_rate(stream, pts: list[int], time_base: Fraction) -> Fraction:
@@ -190,7 +240,9 @@ def _first_frame_rotation(path: Path, index: int) -> int:
 
 
 def _bit_depth(pix_fmt: str) -> int:
-    for depth in (16, 14, 12, 10, 9):
-        if str(depth) in pix_fmt:
-            return depth
-    return 8
+    """Bits per sample from FFmpeg's own format description (a name like nv12 holds no depth)."""
+    try:
+        components = av.VideoFormat(pix_fmt).components
+    except (ValueError, TypeError, av.error.FFmpegError):
+        return 8
+    return max((c.bits for c in components), default=8) or 8

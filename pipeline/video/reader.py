@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections import OrderedDict
 from pathlib import Path
@@ -14,6 +15,8 @@ from pipeline.errors import BadInputError
 from pipeline.video.probe import VideoInfo, open_container, probe
 
 log = logging.getLogger(__name__)
+
+SEEK_BACKOFF = (0, 8, 32, 128, 1 << 62)  # frames before the wanted one to seek to; the last: the start
 
 
 def frame_to_rgb(frame: av.VideoFrame, bit_depth: int, rotation: int) -> np.ndarray:
@@ -45,7 +48,9 @@ class VideoReader:
         self.info = info or probe(path)
         self.path = Path(path)
         self.repaired = 0
-        self._index_of = {pts: i for i, pts in enumerate(self.info.pts)}
+        self._index_of: dict[int, int] = {}
+        for i, pts in enumerate(self.info.pts):
+            self._index_of.setdefault(pts, i)  # equal timestamps: the first; the others follow in order
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
         self._cache_frames = cache_frames
         self._container = None
@@ -59,14 +64,11 @@ class VideoReader:
         start, end = self._check_range(start, end)
         if start >= end:
             return
-        with open_container(self.path) as container:
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            if start > 0:
-                container.seek(self.info.pts[start], stream=stream, backward=True)
+        container, decoded = self._open_at(start)
+        with container:
             expected = start
             previous = None
-            for index, image in self._decode_indexed(container, stream):
+            for index, image in decoded:
                 if index < expected:
                     continue
                 if index >= end:
@@ -92,6 +94,27 @@ class VideoReader:
         if self.repaired:
             log.warning("%s: %d damaged frame(s) replaced by their neighbour", self.path.name, self.repaired)
 
+    def _open_at(self, index: int):
+        """A container and a decoder positioned at the keyframe at or before `index`.
+
+        A seek can land past the wanted frame (MPEG-TS, B-frames: the keyframe's packet comes before
+        its timestamp), which would lose frames; then it seeks again further back, and at last decodes
+        from the start of the file.
+        """
+        for back in SEEK_BACKOFF:
+            target = index - back
+            container = open_container(self.path)
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            if target > 0:
+                container.seek(self.info.pts[target], stream=stream, backward=True)
+            decoded = self._decode_indexed(container, stream)
+            first = next(decoded, None)
+            if target <= 0 or (first is not None and first[0] <= index):
+                return container, itertools.chain([first] if first is not None else [], decoded)
+            container.close()
+        raise AssertionError("unreachable: the last attempt decodes from the start")
+
     def _decode_indexed(self, container, stream) -> Iterator[tuple[int, np.ndarray]]:
         """Decode packet by packet so one damaged packet does not end the stream."""
         info = self.info
@@ -103,8 +126,8 @@ class VideoReader:
                 continue
             for frame in frames:
                 index = self._index_of.get(frame.pts) if frame.pts is not None else None
-                if index is None:
-                    index = counter
+                if index is None or (index < counter < info.frame_count and info.pts[counter] == frame.pts):
+                    index = counter  # no timestamp, or the next of several frames sharing one
                 counter = index + 1
                 yield index, frame_to_rgb(frame, info.bit_depth, info.rotation)
 
@@ -132,11 +155,9 @@ class VideoReader:
         return image
 
     def _seek(self, index: int) -> None:
-        if self._container is None:
-            self._container = open_container(self.path)
-        stream = self._container.streams.video[0]
-        self._container.seek(self.info.pts[index], stream=stream, backward=True)
-        self._decoder = self._decode_indexed(self._container, stream)
+        if self._container is not None:
+            self._container.close()
+        self._container, self._decoder = self._open_at(index)
         self._next_index = -1
 
     def _remember(self, index: int, image: np.ndarray) -> None:

@@ -1,8 +1,8 @@
 """Write stylized frames to a video (H.264, H.265, ProRes) or a PNG sequence, with the source's audio.
 
-The output goes to a hidden temporary file beside the target and is renamed over it only after it
-was written completely and verified, so a failed or cancelled export never leaves a broken file and
-never touches an existing one. Frames keep their source timestamps (variable frame rate survives).
+The output goes to a hidden partial beside the target and is moved into place only after it was
+written completely and verified (pipeline.video.output_target), so a failed or cancelled export never
+leaves a broken file and never touches an existing one; an existing folder is never emptied. Frames keep their source timestamps (variable frame rate survives).
 Odd frame sizes are padded to even by repeating the last row/column (4:2:0 and 4:2:2 need even sizes).
 """
 
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -18,8 +17,10 @@ from pathlib import Path
 import av
 import numpy as np
 
-from pipeline.errors import BadInputError, OutputError
+from pipeline.errors import BadInputError, OutputError, VerificationError
 from pipeline.request import OutputSpec
+from pipeline.video import output_target
+from pipeline.video.audio import COPYABLE_AUDIO, SYNC_TOLERANCE, AudioTrack, ExpectedAudio, audio_plan
 from pipeline.video.probe import VideoInfo, probe
 
 VIDEO_CODECS = {
@@ -27,13 +28,6 @@ VIDEO_CODECS = {
     "h264": ("libx264", "yuv420p", ".mp4"),
     "h265": ("libx265", "yuv420p", ".mp4"),
     "prores": ("prores_ks", "yuv422p10le", ".mov"),
-}
-# audio codecs each container takes as they are; anything else is re-encoded to AAC
-COPYABLE_AUDIO = {
-    ".mp4": {"aac", "mp3", "alac", "ac3", "eac3", "flac", "opus"},
-    ".m4v": {"aac", "mp3", "alac", "ac3", "eac3"},
-    ".mov": {"aac", "mp3", "alac", "pcm_s16le", "pcm_s24le", "pcm_f32le", "ac3"},
-    ".mkv": {"aac", "mp3", "alac", "ac3", "eac3", "flac", "opus", "vorbis", "pcm_s16le", "pcm_s24le"},
 }
 AUDIO_LEAD = 0.5  # seconds of audio muxed ahead of the video, for interleaving
 
@@ -49,17 +43,17 @@ def pad_to_even(image: np.ndarray) -> np.ndarray:
     return np.pad(image, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
 
 
-def check_output_path(spec: OutputSpec) -> None:
-    """Fail early, before any rendering, when the output cannot be written."""
+def check_output_path(spec: OutputSpec, source: Path | None = None) -> None:
+    """Fail early, before any rendering, when the output cannot be written (or would lose data)."""
     target = Path(spec.path)
     folder = target.parent if str(target.parent) else Path(".")
     if not folder.exists():
         raise OutputError(f"the output folder {folder} does not exist")
     if not os.access(folder, os.W_OK):
         raise OutputError(f"the output folder {folder} is not writable")
+    output_target.check_not_the_source(target, source)
     if spec.codec == "png":
-        if target.exists() and not target.is_dir():
-            raise OutputError(f"{target} exists and is not a folder; a PNG sequence is written into a folder")
+        output_target.check_png_folder(target, getattr(spec, "overwrite", False))
         return
     if target.is_dir():
         raise OutputError(f"{target} is a folder; give a file name such as {target / 'out.mp4'}")
@@ -70,7 +64,7 @@ def check_output_path(spec: OutputSpec) -> None:
 
 
 class VideoWriter:
-    """Encodes frames into a temporary file; `finish()` verifies it and renames it to the target."""
+    """Encodes frames into a hidden partial; `finish(check)` verifies it, then moves it over the target."""
 
     def __init__(
         self,
@@ -81,7 +75,7 @@ class VideoWriter:
         source: VideoInfo | None = None,
         audio_range: tuple[float, float] | None = None,
     ):
-        check_output_path(spec)
+        check_output_path(spec, source.path if source is not None else None)
         self.spec = spec
         self.target = Path(spec.path)
         self.size = size if spec.codec == "png" else even_size(*size)
@@ -91,21 +85,26 @@ class VideoWriter:
         self.last_pts = -1
         self.audio_copied = False
         self._closed = False
-        self.temp = self.target.with_name(f".{self.target.stem}.vdiff-partial{self.target.suffix}")
-        self._audio = None
+        self.temp = output_target.partial_path(self.target)
+        self.verification: Verification | None = None
+        # what each output audio stream must measure, from the source and the range
+        self.expected_audio: list[ExpectedAudio] = []
+        self._audio: list[AudioTrack] = []
         try:
             if spec.codec == "png":
-                shutil.rmtree(self.temp, ignore_errors=True)
+                output_target.remove_partial(self.temp)  # a partial of ours left by a killed export
                 self.temp.mkdir()
                 self._container = None
             else:
                 self._open_video()
                 if spec.audio and source is not None and source.has_audio:
-                    self._audio = _AudioTrack(source, self._container, self.target.suffix.lower(), audio_range)
-                    self.audio_copied = self._audio.copied
+                    self._open_audio(source, audio_range)
         except OSError as exc:
             self.abort()
             raise _output_error(exc, self.target) from None
+        except BaseException:  # e.g. the source's audio cannot be read: no partial is left behind
+            self.abort()
+            raise
 
     def _open_video(self) -> None:
         encoder, pix_fmt, _ = VIDEO_CODECS[self.spec.codec]
@@ -126,6 +125,13 @@ class VideoWriter:
         stream.thread_type = "AUTO"
         self._video = stream
 
+    def _open_audio(self, source: VideoInfo, audio_range: tuple[float, float] | None) -> None:
+        """Every source stream with sound inside the range, each with its language."""
+        for stream_info, expected in audio_plan(source, audio_range):
+            self._audio.append(AudioTrack(source, stream_info, self._container, self.target.suffix.lower(), audio_range))
+            self.expected_audio.append(expected)
+        self.audio_copied = bool(self._audio) and all(track.copied for track in self._audio)
+
     def write(self, image: np.ndarray, pts: int) -> None:
         """Add a frame shown at `pts` (in time_base units, 0 = the first output frame)."""
         if pts <= self.last_pts:
@@ -143,8 +149,8 @@ class VideoWriter:
                 frame = av.VideoFrame.from_ndarray(pad_to_even(image), format="rgb24")
                 frame.pts = pts
                 frame.time_base = self.time_base
-                if self._audio is not None:
-                    self._audio.mux_until(float(pts * self.time_base) + AUDIO_LEAD)
+                for track in self._audio:
+                    track.mux_until(float(pts * self.time_base) + AUDIO_LEAD)
                 for packet in self._video.encode(frame):
                     self._container.mux(packet)
         except OSError as exc:
@@ -156,23 +162,43 @@ class VideoWriter:
         self.frames += 1
         self.last_pts = pts
 
-    def finish(self) -> Path:
-        """Flush, close, and move the finished file over the target. Returns the target path."""
+    def close(self) -> None:
+        """Flush and close the partial output; nothing is moved yet."""
         try:
             if self._container is not None:
                 for packet in self._video.encode():
                     self._container.mux(packet)
-                if self._audio is not None:
-                    self._audio.mux_until(float("inf"))
-                    self._audio.close()
+                for track in self._audio:
+                    track.mux_until(float("inf"))
+                    track.close()
                 self._container.close()
                 self._container = None
-            _replace(self.temp, self.target)
         except (OSError, av.error.FFmpegError) as exc:
             self.abort()
             if isinstance(exc, OSError):
                 raise _output_error(exc, self.target) from None
             raise OutputError(f"could not finish {self.target.name}: {exc}") from None
+
+    def finish(self, check=None) -> Path:
+        """Close the partial, verify it with `check(path) -> Verification` when given, then move it over
+        the target. A failed check leaves the target untouched and keeps the file under a visible name,
+        which the raised VerificationError names. Returns the target path."""
+        self.close()
+        if check is not None:
+            self.verification = check(self.temp)
+            if not self.verification.ok:
+                self._closed = True
+                kept = output_target.set_aside(self.temp, self.target)
+                existing = "the existing output was left as it was" if self.target.exists() else "nothing was written there"
+                raise VerificationError(
+                    f"the written file does not match the source ({self.verification.mismatches()}); "
+                    f"{existing} and the failed file was kept as {kept}"
+                )
+        try:
+            output_target.commit(self.temp, self.target)
+        except OSError as exc:
+            self.abort()
+            raise _output_error(exc, self.target) from None
         self._closed = True
         return self.target
 
@@ -181,17 +207,14 @@ class VideoWriter:
         if self._closed:
             return
         self._closed = True
-        for closeable in (self._audio, self._container):
+        for closeable in (*self._audio, self._container):
             try:
                 if closeable is not None:
                     closeable.close()
             except Exception:  # closing a broken container can fail again; the temp goes regardless
                 pass
         self._container = None
-        if self.temp.is_dir():
-            shutil.rmtree(self.temp, ignore_errors=True)
-        else:
-            self.temp.unlink(missing_ok=True)
+        output_target.remove_partial(self.temp)
 
     def __enter__(self) -> "VideoWriter":
         return self
@@ -199,84 +222,6 @@ class VideoWriter:
     def __exit__(self, exc_type, *rest) -> None:
         if exc_type is not None:
             self.abort()
-
-
-class _AudioTrack:
-    """The source's first audio stream, copied (or re-encoded to AAC), trimmed to the range."""
-
-    def __init__(self, source: VideoInfo, output, suffix: str, audio_range: tuple[float, float] | None):
-        self._input = av.open(str(source.path))
-        self._in_stream = self._input.streams.audio[0]
-        self._output = output
-        self.start, self.end = audio_range or (0.0, float("inf"))
-        self.copied = self._in_stream.codec_context.name in COPYABLE_AUDIO.get(suffix, set())
-        if self.copied:
-            self._out_stream = output.add_stream_from_template(self._in_stream)
-        else:
-            source = self._in_stream.codec_context
-            self._out_stream = output.add_stream("aac", rate=source.sample_rate or 48000)
-            self._out_stream.layout = "mono" if source.channels == 1 else "stereo"  # AAC wants a named layout
-            self._out_stream.format = "fltp"  # the AAC encoder's only sample format; PyAV resamples to it
-        self._tb = self._in_stream.time_base
-        self._offset = int(self.start / self._tb) if self.start > 0 else 0
-        self._packets = self._source_packets()
-        self._pending = None
-        self._flushed = False
-
-    def _source_packets(self):
-        for packet in self._input.demux(self._in_stream):
-            if packet.size == 0 or packet.pts is None:
-                continue
-            begin = float(packet.pts * self._tb)
-            length = float((packet.duration or 0) * self._tb)
-            if begin + length <= self.start and self.start > 0:
-                continue
-            if begin >= self.end:
-                break
-            yield packet
-
-    def mux_until(self, seconds: float) -> None:
-        """Mux source audio up to `seconds` of output time."""
-        while True:
-            packet = self._pending or next(self._packets, None)
-            self._pending = None
-            if packet is None:
-                if not self.copied and not self._flushed:
-                    self._flushed = True
-                    self._encode(None)  # drain the encoder once, when the source audio ends
-                return
-            if float(packet.pts * self._tb) - self.start > seconds:
-                self._pending = packet
-                return
-            if self.copied:
-                packet.pts -= self._offset
-                if packet.dts is not None:
-                    packet.dts -= self._offset
-                packet.stream = self._out_stream
-                self._output.mux(packet)
-            else:
-                for frame in packet.decode():
-                    frame.pts = None  # the encoder numbers samples from 0
-                    self._encode(frame)
-
-    def _encode(self, frame) -> None:
-        for packet in self._out_stream.encode(frame):
-            self._output.mux(packet)
-
-    def close(self) -> None:
-        self._input.close()
-
-
-def _replace(temp: Path, target: Path) -> None:
-    if temp.is_dir():
-        old = target.with_name(f".{target.name}.vdiff-old")
-        if target.exists():
-            shutil.rmtree(old, ignore_errors=True)
-            target.rename(old)
-        temp.rename(target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(temp, target)
 
 
 def _output_error(exc: OSError, target: Path) -> OutputError:
@@ -298,6 +243,9 @@ class Verification:
         parts = [f"{c['name']} {c['actual']}" for c in self.checks]
         return ("verified: " if self.ok else "MISMATCH: ") + ", ".join(parts)
 
+    def mismatches(self) -> str:
+        return "; ".join(f"{c['name']}: expected {c['expected']}, got {c['actual']}" for c in self.checks if not c["ok"])
+
     def to_json(self) -> dict:
         return {"ok": self.ok, "checks": self.checks}
 
@@ -311,11 +259,14 @@ def verify_output(
     audio: bool,
     size: tuple[int, int],
     timestamps: list[float] | None = None,
+    audio_streams: list[ExpectedAudio] | None = None,
 ) -> Verification:
     """Probe the written output and compare frame count, size, frame rate, duration and audio.
 
     For a variable-frame-rate source pass `timestamps` (seconds from the first output frame): each
     output frame's time is compared instead of the average rate, which containers compute differently.
+    With `audio_streams` (VideoWriter.expected_audio), each audio stream's start and duration relative
+    to the video, its channel count and language are compared too (start and duration within 50 ms).
     """
     path = Path(path)
     checks = []
@@ -350,7 +301,30 @@ def verify_output(
         check("fps", _fmt_rate(fps), _fmt_rate(info.fps), abs(float(info.fps) - float(fps)) <= float(fps) * 0.002)
     check("duration", round(duration, 3), round(info.duration, 3), abs(info.duration - duration) <= frame_time + 1e-6)
     check("audio", audio, info.has_audio, info.has_audio == audio)
+    if audio and audio_streams is not None:
+        _check_audio_sync(info, audio_streams, check)
     return Verification(all(c["ok"] for c in checks), checks)
+
+
+def _check_audio_sync(info: VideoInfo, wanted: list[ExpectedAudio], check) -> None:
+    """Each audio stream against the video's clock: where it starts, how long it lasts, its channels."""
+    got = list(info.audio)
+    check("audio streams", len(wanted), len(got), len(got) == len(wanted))
+    for number, (expected, stream) in enumerate(zip(wanted, got), 1):
+        start = stream.start - info.start_seconds
+        actual = _describe_audio(start, stream.duration, stream.channels, stream.language)
+        ok = (
+            abs(start - expected.start) <= SYNC_TOLERANCE
+            and abs(stream.duration - expected.duration) <= SYNC_TOLERANCE
+            and stream.channels == expected.channels
+            and stream.language == expected.language
+        )
+        check(f"audio {number}", _describe_audio(expected.start, expected.duration, expected.channels, expected.language),
+              actual, ok)
+
+
+def _describe_audio(start: float, duration: float, channels: int, language: str) -> str:
+    return f"from {start:+.3f} s for {duration:.3f} s, {channels} ch" + (f", {language}" if language else "")
 
 
 def _fmt_rate(rate: Fraction) -> str:

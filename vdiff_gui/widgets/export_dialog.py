@@ -49,6 +49,9 @@ class ExportDialog(QDialog):
         self.max_side.setToolTip("The longer side of the output; a size other than the preview's renders every frame again")
         self.audio = QCheckBox("copy the clip's audio")
         self.audio.setChecked(info.has_audio)
+        self.overwrite = QCheckBox("replace the frame_*.png files in a folder that is not empty")
+        self.overwrite.setObjectName("exportOverwrite")
+        self.overwrite.setToolTip("Only frame_*.png files are replaced; nothing else in the folder is touched")
         self.range_in_out = QRadioButton(f"in to out: frames {in_point}–{out_point} ({out_point - in_point + 1})")
         self.range_all = QRadioButton(f"whole clip: {info.frame_count} frames")
         self.range_in_out.setChecked(True)
@@ -74,6 +77,7 @@ class ExportDialog(QDialog):
         form.addRow("Audio", self.audio)
         form.addRow("Range", ranges)
         form.addRow("Output", path_row)
+        form.addRow("", self.overwrite)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Export")
         buttons.accepted.connect(self.accept)
@@ -96,6 +100,7 @@ class ExportDialog(QDialog):
         suffix = next(s for _, c, s in FORMATS if c == codec)
         self.crf.setEnabled(codec in ("h264", "h265"))
         self.audio.setEnabled(self.info.has_audio and codec != "png")
+        self.overwrite.setEnabled(codec == "png")
         path = Path(self.path.text())
         stem = path.stem if path.suffix in (".mp4", ".mov", ".mkv") else path.name
         self.path.setText(str(path.with_name(stem + suffix)))
@@ -117,6 +122,7 @@ class ExportDialog(QDialog):
             codec=self.codec,
             crf=self.crf.value(),
             audio=self.audio.isChecked() and self.audio.isEnabled(),
+            overwrite=self.overwrite.isChecked() and self.overwrite.isEnabled(),
         )
         start, end = (self.in_point, self.out_point + 1) if self.range_in_out.isChecked() else (0, self.info.frame_count)
         return RenderRequest(self.info.path, self.params.replace(max_side=self.max_side.value()), start, end, spec)
