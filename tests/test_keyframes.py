@@ -178,3 +178,15 @@ def test_cli_keyframe_options_and_bad_values(cut_clip, tmp_path):
                          "--max-side", "96", "--keyframe-interval", "4"], capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
     assert cv2.imread(str(out)).shape == (54, 96, 3)
+
+
+@pytest.mark.diffusion
+def test_diffusion_renders_by_keyframes_with_its_consistency_mechanisms(cut_clip, tmp_path):
+    from pipeline.tiny_models import make_tiny_sd_folder
+
+    model = make_tiny_sd_folder(tmp_path / "tiny-sd")
+    params = StyleParams(engine="diffusion", model=str(model), prompt="a fox", steps=4, strength=0.5,
+                         max_side=64, keyframe_interval=3)
+    frames = frames_of(RenderRequest(cut_clip, params, 5, 12, use_cache=False))
+    assert sorted(frames) == list(range(5, 12))  # keyframes 5, 8, 9 (the cut), 12 closes the range
+    assert all(f.shape == (32, 64, 3) for f in frames.values())
