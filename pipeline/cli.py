@@ -22,6 +22,9 @@ EPILOG = """examples:
   vdiff render clip.mp4 -o styled.mp4 --style 7
   vdiff render clip.mp4 -o styled.mov --codec prores --style-image painting.jpg --start 2s --end 10s
   vdiff render clip.mp4 -o out.mp4 --engine diffusion --model ./my-sd15 --prompt "oil painting" --strength 0.5
+  vdiff render clip.mp4 -o out.mp4 --engine diffusion --model ./my-sd15 --controlnet ./canny-net --control canny
+  vdiff render clip.mp4 -o out.mp4 --engine diffusion --model ./my-sd15 --lora ./watercolor.safetensors:0.8
+  vdiff render clip.mp4 -o out.mp4 --engine diffusion --model ./my-sd15 --style-image pic.jpg --ip-adapter ./ip/ip-adapter_sd15.safetensors
   vdiff preview clip.mp4 --frame 120 -o frame.png --engine classical --look cartoon
   vdiff render clip.mp4 -o out.mp4 --engine diffusion --model ./my-sd15 --prompt "ink" --keyframe-interval 6
   vdiff render clip.mp4 -o out.mp4 --keyframes auto --keyframe-min 2 --keyframe-max 10
@@ -31,8 +34,24 @@ EPILOG = """examples:
 
 
 class _Parser(argparse.ArgumentParser):
+    _args: list[str] = []  # what the top-level parser was given: an error there may belong to a subcommand
+
+    def parse_known_args(self, args=None, namespace=None):
+        if self.prog == "vdiff":
+            _Parser._args = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
+
+    def help_command(self) -> str:
+        """`vdiff render --help` for an error in (or after) a subcommand, `vdiff --help` otherwise."""
+        words = self.prog.split()
+        if len(words) > 1:
+            return f"vdiff {words[-1]} --help"
+        commands = next((a.choices for a in self._actions if isinstance(a, argparse._SubParsersAction)), {})
+        command = next((a for a in _Parser._args if a in commands), None)
+        return f"vdiff {command} --help" if command else "vdiff --help"
+
     def error(self, message: str):  # one line and exit 2, as for any bad input
-        self.exit(EXIT_BAD_INPUT, f"vdiff: error: {message} (see `vdiff {self.prog.split()[-1]} --help`)\n")
+        self.exit(EXIT_BAD_INPUT, f"vdiff: error: {message} (see `{self.help_command()}`)\n")
 
 
 def _add_engine_options(parser: argparse.ArgumentParser) -> None:
@@ -42,11 +61,15 @@ def _add_engine_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--engine", choices=ENGINES, default="fast-style", help="style engine (default: fast-style)")
     g.add_argument("--style", default="0", metavar="N|SPEC",
                    help="fast-style: built-in style 0-25, or a blend such as 3:0.5,12:0.5 (default: 0)")
-    g.add_argument("--style-image", metavar="PATH", help="fast-style: use any picture as the style")
+    g.add_argument("--style-image", metavar="PATH",
+                   help="fast-style: use any picture as the style; diffusion: the picture for --ip-adapter")
     g.add_argument("--preserve-color", action="store_true", help="fast-style: keep the source's colours")
     g.add_argument("--look", choices=CLASSICAL_LOOKS, default="stylization", help="classical: the OpenCV look")
     g.add_argument("--denoise-window", type=int, default=5, metavar="N",
                    help="classical denoise: frames in the temporal window, odd (default: 5)")
+    g.add_argument("--denoise-strength", type=float, default=None, metavar="SIGMA",
+                   help="classical denoise: the noise level to remove, as its deviation at mid-grey in 0-255 "
+                   "levels, above 0 and at most 100 (default: estimated per clip)")
     g.add_argument("--model", metavar="ID|PATH",
                    help="diffusion: a hub id, a diffusers folder or a single .safetensors file")
     g.add_argument("--prompt", action="append", metavar="T",
@@ -63,13 +86,15 @@ def _add_engine_options(parser: argparse.ArgumentParser) -> None:
                    help="diffusion: the seed, shared by all frames (default: 0); repeat with positions to change "
                    "it at frames (0:1 120:7, each held until the next)")
     g.add_argument("--scheduler", default="default",
-                   help="diffusion: default, euler, euler-a, ddim, dpm++, lcm or pndm")
+                   help="diffusion: default, euler, euler-a, ddim, dpm++, dpm++-karras (DPM++ 2M Karras), unipc, "
+                   "lcm, tcd or pndm; with an LCM-LoRA use lcm, 4-8 steps and --guidance 1-2")
     g.add_argument("--max-side", type=int, default=0, metavar="PX",
                    help="longest output side in pixels (default: the source's; diffusion: at most 512)")
     g.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where to run (default: auto)")
     g.add_argument("--low-memory", action="store_true", help="diffusion: model offload and VAE slicing/tiling")
     g.add_argument("--allow-pickle", action="store_true",
                    help="diffusion: allow loading pickle checkpoints (.ckpt/.bin/.pt); they can run arbitrary code")
+    _add_conditioning_options(parser)
     t = parser.add_argument_group("temporal consistency (on by default; see docs/quality.md)")
     t.add_argument("--no-temporal-flow", action="store_true",
                    help="do not blend in the previous stylized frame warped along the source's optical flow")
@@ -98,6 +123,59 @@ def _add_keyframe_options(parser: argparse.ArgumentParser) -> None:
                    "Either way scene cuts are detected and each shot starts with a keyframe")
     k.add_argument("--keyframe-min", type=int, default=2, metavar="N", help="auto: shortest spacing (default: 2)")
     k.add_argument("--keyframe-max", type=int, default=8, metavar="N", help="auto: longest spacing (default: 8)")
+
+
+def _add_conditioning_options(parser: argparse.ArgumentParser) -> None:
+    from pipeline.conditioning import CONTROL_TYPES
+
+    c = parser.add_argument_group("diffusion conditioning: ControlNet, LoRA, IP-Adapter (files: docs/models.md)")
+    c.add_argument("--controlnet", action="append", default=[], metavar="ID|PATH[:SCALE]",
+                   help="a ControlNet (folder, hub id or .safetensors) and its scale (default 1.0); repeatable")
+    c.add_argument("--control", action="append", default=[], choices=CONTROL_TYPES,
+                   help="the preprocessor of each --controlnet, in order (one value applies to all; default canny): "
+                   "canny and tile need no weights, depth needs --annotator")
+    c.add_argument("--control-start", action="append", default=[], type=float, metavar="F",
+                   help="fraction of the steps where each ControlNet starts guiding (default 0)")
+    c.add_argument("--control-end", action="append", default=[], type=float, metavar="F",
+                   help="... and where it stops (default 1)")
+    c.add_argument("--annotator", "--depth-model", default="", metavar="ID|PATH",
+                   help="the model of a learned preprocessor: a transformers depth-estimation model for depth")
+    c.add_argument("--lora", action="append", default=[], metavar="ID|PATH[:WEIGHT]",
+                   help="a LoRA (.safetensors in diffusers or kohya layout, a folder or a hub id) and its weight "
+                   "(default 1.0); repeatable. LCM-LoRA: add --scheduler lcm --steps 4 --guidance 1.5")
+    c.add_argument("--ip-adapter", default="", metavar="ID|PATH[:SCALE]",
+                   help="an IP-Adapter (.safetensors with an image_encoder/ folder beside it) and its scale "
+                   "(default 0.6): --style-image becomes the style of every frame")
+    c.add_argument("--safety-checker", action="store_true",
+                   help="run the model's NSFW safety checker: flagged frames come out black, with a warning naming them "
+                   "(off by default)")
+
+
+def conditioning_from_args(args) -> dict:
+    """The StyleParams fields of the conditioning options (BadInputError for a mismatched count)."""
+    from pipeline.conditioning import ControlNetSpec, LoraSpec, split_scale
+    from pipeline.errors import BadInputError
+
+    nets = []
+    count = len(args.controlnet)
+    for flag, values in (("--control", args.control), ("--control-start", args.control_start),
+                         ("--control-end", args.control_end)):
+        if len(values) > 1 and len(values) != count:
+            raise BadInputError(f"give {flag} once for all ControlNets or once per --controlnet ({count})")
+        if values and not count:
+            raise BadInputError(f"{flag} needs a --controlnet")
+
+    def nth(values, i, default):
+        return values[i] if len(values) > 1 else (values[0] if values else default)
+
+    for i, spec in enumerate(args.controlnet):
+        model, scale = split_scale(spec, 1.0, "--controlnet")
+        nets.append(ControlNetSpec(model, nth(args.control, i, "canny"), scale, nth(args.control_start, i, 0.0),
+                                   nth(args.control_end, i, 1.0)))
+    loras = [LoraSpec(*split_scale(spec, 1.0, "--lora")) for spec in args.lora]
+    ip_adapter, ip_scale = split_scale(args.ip_adapter, 0.6, "--ip-adapter") if args.ip_adapter else ("", 0.6)
+    return dict(controlnets=tuple(nets), loras=tuple(loras), ip_adapter=ip_adapter, ip_adapter_scale=ip_scale,
+                annotator=args.annotator, safety_checker=args.safety_checker)
 
 
 def _add_editing_options(parser: argparse.ArgumentParser) -> None:
@@ -145,6 +223,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "(cached frames are always reused; this makes it explicit)")
     render.add_argument("--no-cache", action="store_true", help="neither read nor write the frame cache")
     render.add_argument("--quiet", action="store_true", help="no progress bar")
+    render.add_argument("--profile", nargs="?", const="-", metavar="JSON",
+                        help="print per-stage times (decode, engine, flow, consistency, cache, encode), CPU and "
+                        "peak memory on stderr at the end; with a path, also write them there as JSON "
+                        "(VDIFF_PROFILE=1: the same without the flag)")
     _add_engine_options(render)
     _add_editing_options(render)
 
@@ -156,10 +238,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_engine_options(preview)
     _add_editing_options(preview)
 
-    metrics = sub.add_parser("metrics", help="measure flicker: the warp error of an output and of its input, as JSON",
-                             description="Warp error (Lai et al. 2018) of OUTPUT and of INPUT (the floor), per frame "
-                             "pair and their mean; with --reference, the style fidelity of each frame. "
-                             "Definitions: docs/quality.md.")
+    metrics = sub.add_parser("metrics", help="measure flicker: the warp error of an output and of its input (a JSON summary)",
+                             description="Warp error (Lai et al. 2018) of OUTPUT and of INPUT (the floor): their "
+                             "means over the frame pairs, and with --per-frame each pair's; with --reference, the "
+                             "style fidelity of the output. Definitions: docs/quality.md.")
     metrics.add_argument("input", metavar="INPUT", help="the source video")
     metrics.add_argument("output", metavar="OUTPUT", help="the rendered video, or a folder from --codec png")
     metrics.add_argument("--reference", metavar="PERFRAME_OUTPUT",
@@ -167,6 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "adds the style fidelity of each output frame")
     metrics.add_argument("--start", default="0", metavar="FRAME|TIME",
                          help="the source frame the output begins at: the render's --start (default: 0)")
+    metrics.add_argument("--per-frame", action="store_true",
+                         help="add the per-frame arrays (output_per_pair, input_per_pair, fidelity per_frame)")
 
     probe = sub.add_parser("probe", help="print a clip's facts as JSON")
     probe.add_argument("input", metavar="INPUT")
@@ -229,6 +313,7 @@ def params_from_args(args, info=None) -> "StyleParams":
         preserve_color=args.preserve_color,
         look=args.look,
         denoise_window=args.denoise_window,
+        denoise_strength=args.denoise_strength,
         model=args.model or "",
         negative_prompt=args.negative_prompt,
         steps=args.steps,
@@ -248,6 +333,7 @@ def params_from_args(args, info=None) -> "StyleParams":
         keyframes=args.keyframes,
         keyframe_min=args.keyframe_min,
         keyframe_max=args.keyframe_max,
+        **(conditioning_from_args(args) if args.engine == "diffusion" else {}),
         **edits,
     ).validate()
 
@@ -297,15 +383,19 @@ def _editing_params(args, info) -> dict:
 def _check_style_image(params) -> None:
     from pipeline.errors import BadInputError
 
-    if params.engine == "fast-style" and params.style_image and not Path(params.style_image).is_file():
+    if params.engine == "diffusion" and params.style_image and not params.ip_adapter:
+        raise BadInputError(
+            "--style-image with the diffusion engine needs an IP-Adapter: add --ip-adapter ID|PATH (docs/models.md)"
+        )
+    if params.engine in ("fast-style", "diffusion") and params.style_image and not Path(params.style_image).is_file():
         raise BadInputError(f"style image not found: {params.style_image}")
 
 
 def _cmd_render(args) -> int:
     from pipeline.cache import FrameCache, render_key
     from pipeline.engines import create_engine
-    from pipeline.events import Cancelled, CancelToken, Failed, Finished, FrameReady, Started, Step
-    from pipeline.render import cache_description, render_frames, resolve_range
+    from pipeline.profile import enabled_by_environment, profiling
+    from pipeline.render import cache_description, resolve_range
     from pipeline.request import OutputSpec, RenderRequest, parse_position
     from pipeline.video import probe
 
@@ -323,6 +413,21 @@ def _cmd_render(args) -> int:
         have = len(entry.indices() & set(range(start, end))) if entry else 0
         print(f"vdiff: resuming: {have} of {end - start} frames recovered from the cache", file=sys.stderr)
     progress = ProgressBar(end - start, quiet=args.quiet)
+    profile_to = args.profile or ("-" if enabled_by_environment() else None)
+    if profile_to is None:
+        return _render_with_progress(request, progress)
+    with profiling() as profile:
+        code = _render_with_progress(request, progress)
+    print(profile.table(end - start), file=sys.stderr)
+    if profile_to != "-":
+        Path(profile_to).write_text(json.dumps(profile.to_json(end - start), indent=1), encoding="utf-8")
+    return code
+
+
+def _render_with_progress(request, progress) -> int:
+    from pipeline.events import Cancelled, CancelToken, Failed, Finished, FrameReady, Started, Step
+    from pipeline.render import render_frames
+
     cancel = CancelToken()
     for event in render_frames(request, cancel):
         if isinstance(event, Started):
@@ -468,6 +573,10 @@ def _cmd_metrics(args) -> int:
     result = measure_videos(args.input, args.output, args.reference, start)
     if result["frames"] < 2:
         raise BadInputError(f"{args.output} has {result['frames']} frame(s) to compare with the input; it needs two")
+    if not args.per_frame:  # the summary: the means; the arrays only on request
+        result["warp_error"] = {k: v for k, v in result["warp_error"].items() if not k.endswith("_per_pair")}
+        if "fidelity" in result:
+            result["fidelity"] = {"mean": result["fidelity"]["mean"]}
     print(json.dumps(result, indent=2))
     return EXIT_OK
 

@@ -47,6 +47,8 @@ class FrameReady:
     from_cache: bool
     done: int  # frames finished so far in this range
     total: int
+    # pipeline.temporal.stabilizer.Motion from the previous source frame, when the render computed the flow
+    motion: object | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from pipeline.errors import BadInputError, CancelledError, OutOfMemoryError, Vdi
 from pipeline.events import Cancelled, CancelToken, Event, Failed, Finished, FrameReady, Started, Step
 from pipeline.keyframes.plan import plan_keyframes, uses_keyframes
 from pipeline.request import RenderRequest
-from pipeline.temporal.stabilizer import Stabilizer, is_stateful, motion
+from pipeline.temporal.stabilizer import Stabilizer, flow_source, is_stateful, motion, propagates_flow
 from pipeline.video import VideoInfo, VideoReader, VideoWriter, probe, verify_output
 from pipeline.video.probe import check_renderable
 from pipeline.video.writer import check_output_path, even_size
@@ -72,6 +72,9 @@ def cache_description(engine: Engine, start: int = 0) -> dict:
     """What the cached pixels depend on: the engine's parameters and, when a frame depends on the frames
     before it (pipeline.temporal), the range start its history begins at."""
     description = engine.params.relevant()
+    identity = getattr(engine, "cache_identity", None)  # device, dtype, memory mode (diffusion)
+    if identity is not None:
+        description.update(identity())
     if is_stateful(engine.params) or uses_keyframes(engine.params):  # keyframes: the plan starts at `start`
         description["history_from"] = start
     return description
@@ -115,6 +118,7 @@ def render_frames(
         # 2. prepare
         engine = engine or create_engine(request.params)
         engine.prepare(cancel)
+        _measure_source(engine, info)
         out_size = engine.output_size(info.width, info.height)
         entry = None
         budget = None
@@ -126,11 +130,11 @@ def render_frames(
             budget = CacheBudget(cache, entry, frame_bytes(out_size), missing)
             budget.check_start()
         plan = _Plan(info, start, end, engine, entry, out_size, budget=budget)
-        if has_region(request.params):
-            plan.edit = RegionEdit(request.params, info, start, end)
         if is_stateful(request.params):
             plan.stabilizer = Stabilizer(request.params, start, lambda index: _decode_one(plan, index)[0])
         keyframes = plan_keyframes(info.path, request.params, start, end, cancel) if uses_keyframes(request.params) else None
+        if has_region(request.params):  # keyframes: up to the keyframe closing the last segment
+            plan.edit = RegionEdit(request.params, info, start, keyframes.stop if keyframes else end)
         if keyframes is not None and entry is not None:  # the app marks them on the timeline
             entry.write_meta({"keyframes": keyframes.to_json()})
         cached = len(entry.indices() & set(range(start, end))) if entry else 0
@@ -262,7 +266,7 @@ def _run_stages(plan: _Plan, cancel: CancelToken, writer: VideoWriter | None) ->
     engine runs in that one thread, in order. Either way the frames come out in order and equal.
     """
     ahead = _computes_ahead(plan)
-    flows = plan.stabilizer is not None and plan.engine.params.temporal_flow
+    flows = plan.stabilizer is not None and propagates_flow(plan.engine.params)
     workers = _frame_workers(plan.engine) if ahead else 1
     batch = max(1, int(getattr(plan.engine, "batch_frames", 1))) if ahead else 1
     units_q: queue.Queue = queue.Queue(max(1, QUEUE_FRAMES // batch))  # futures of frame batches, in order
@@ -319,7 +323,7 @@ def _run_stages(plan: _Plan, cancel: CancelToken, writer: VideoWriter | None) ->
             flow = None
             if image is None and previous is not None and flows:
                 size = plan.engine.output_size(frame.shape[1], frame.shape[0])
-                flow = motion(resize_to(previous, size), resize_to(frame, size), plan.engine.params.flow_blend)
+                flow = motion(flow_source(previous, size), flow_source(frame, size), plan.engine.params.flow_blend)
             result = [index, frame, context(index, neighbors, center), image, image is not None, flow]
             if image is None and plan.edit is not None:  # the engine may keep the source outside it too
                 result[2].mask = plan.edit.mask_at(index, plan.out_size)
@@ -374,7 +378,7 @@ def _run_stages(plan: _Plan, cancel: CancelToken, writer: VideoWriter | None) ->
                     image = plan.edit.apply(index, frame, image)
                     if plan.stabilizer is not None:
                         plan.stabilizer.replace_output(image)
-                if not put(results_q, (index, image, from_cache)):
+                if not put(results_q, (index, image, from_cache, flow)):
                     return
         put(results_q, _DONE)
 
@@ -386,7 +390,7 @@ def _run_stages(plan: _Plan, cancel: CancelToken, writer: VideoWriter | None) ->
             item = get(results_q)
             if item is _DONE:
                 break
-            index, image, from_cache = item
+            index, image, from_cache, flow = item
             if plan.entry is not None and not from_cache:
                 if plan.budget is not None:
                     plan.budget.before_store(image.nbytes)
@@ -394,7 +398,7 @@ def _run_stages(plan: _Plan, cancel: CancelToken, writer: VideoWriter | None) ->
             if writer is not None:
                 writer.write(image, stamps[index - plan.start])
             done += 1
-            if not put(events_q, FrameReady(index, image, from_cache, done, total)):  # waits while the consumer is behind
+            if not put(events_q, FrameReady(index, image, from_cache, done, total, motion=flow)):  # waits while the consumer is behind
                 return
 
     threads = [
@@ -518,6 +522,7 @@ def preview_frame(
     on_step=None,
     edit: RegionEdit | None = None,
     start: int = 0,
+    size: tuple[int, int] | None = None,
 ) -> tuple[np.ndarray, bool]:
     """The stylized frame `index` for a scrub preview: from the cache when there, else rendered and stored.
 
@@ -525,28 +530,35 @@ def preview_frame(
     frames do not depend on the frames before them, so it never stands in for a consistent render's.
     An engine with a faster, lower-quality preview path (`engine.preview`, e.g. diffusion's tiny
     autoencoder) uses it here, and such a frame is never stored: the export renders its own.
-    `edit` (pipeline.editing) limits the change to its mask. Returns (image, from_cache). The engine must be prepared; the caller's thread owns it.
+    `edit` (pipeline.editing) limits the change to its mask. With `size` (width, height), the source
+    frames are scaled to it first (a preview at the view's pixel size, from `reader` of the source or
+    of its proxy) and the result is never stored.
     With keyframes, the frame is the one a render of the range from `start` makes (pipeline.keyframes.preview).
+    Returns (image, from_cache). The engine must be prepared; the caller's thread owns it.
     """
     check_renderable(reader.info)
     if uses_keyframes(engine.params):
         from pipeline.keyframes.preview import keyframe_preview
 
+        _measure_source(engine, reader.info)
         if edit is None:
-            return keyframe_preview(engine, reader, index, cancel, entry, on_step, start)
+            return keyframe_preview(engine, reader, index, cancel, entry, on_step, start, size)
         cached = entry.load(index) if entry is not None else None
         if cached is not None:
             return cached, True
         # with a content edit nothing is stored: the keyframes it carries would lack their masks
-        image, _ = keyframe_preview(engine, reader, index, cancel, None, on_step, start)
+        image, _ = keyframe_preview(engine, reader, index, cancel, None, on_step, start, size)
         return edit.apply(index, resize_to(reader.frame(index), (image.shape[1], image.shape[0])), image), False
     if entry is not None:
         image = entry.load(index)
         if image is not None:
             return image, True
+    _measure_source(engine, reader.info)
     radius = engine.temporal_radius
     lo, hi = max(0, index - radius), min(reader.info.frame_count, index + radius + 1)
     frames = [reader.frame(i) for i in range(lo, hi)]
+    if size is not None:  # a preview at the view's size
+        frames = [resize_to(frame, size) for frame in frames]
     ctx = FrameContext(index=index, cancel=cancel or CancelToken(), on_step=on_step, neighbors=frames, center=index - lo)
     source = frames[index - lo]
     if edit is not None:
@@ -555,10 +567,17 @@ def preview_frame(
     image = (preview or engine.process)(source, ctx)
     if edit is not None:
         image = edit.apply(index, source, image)
-    exact = preview is None or getattr(engine, "previews_exact", True)  # known once the preview ran
+    exact = size is None and (preview is None or getattr(engine, "previews_exact", True))  # known once it ran
     if entry is not None and exact and not is_stateful(engine.params):
         entry.store(index, image)
     return image, False
+
+
+def _measure_source(engine: Engine, info: VideoInfo) -> None:
+    """Let the engine measure the whole clip first (the denoiser's noise level); engines without it skip."""
+    measure = getattr(engine, "measure_source", None)
+    if measure is not None:
+        measure(info)
 
 
 def output_size_for(engine: Engine, info: VideoInfo, codec: str) -> tuple[int, int]:

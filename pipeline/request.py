@@ -6,22 +6,29 @@ import dataclasses
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from pipeline.conditioning import ControlNetSpec, LoraSpec, as_controlnets, as_loras
 from pipeline.errors import BadInputError
 
 ENGINES = ("fast-style", "classical", "diffusion")
 CODECS = ("h264", "h265", "prores", "png")
+MAX_DENOISE_STRENGTH = 100.0  # a noise deviation past this leaves no picture to recover
 CLASSICAL_LOOKS = ("stylization", "pencil", "pencil-color", "cartoon", "edge-preserving", "denoise")
 
 # which StyleParams fields change an engine's pixels; used for the cache key and the GUI panel
 TEMPORAL_FIELDS = ("temporal_flow", "flow_blend", "color_anchor")
 ENGINE_FIELDS = {
     "fast-style": ("style", "style_image", "strength", "preserve_color", "max_side", *TEMPORAL_FIELDS),
-    "classical": ("look", "strength", "denoise_window", "max_side", *TEMPORAL_FIELDS),
+    "classical": ("look", "strength", "denoise_window", "denoise_strength", "max_side", *TEMPORAL_FIELDS),
     "diffusion": (
         "model", "prompt", "negative_prompt", "strength", "steps", "guidance",
         "seed", "scheduler", "max_side", *TEMPORAL_FIELDS, "shared_noise", "cross_frame_attention",
+        # conditioning (pipeline.conditioning) and the checker, issue #12 / #10
+        "controlnets", "loras", "ip_adapter", "ip_adapter_scale", "style_image", "safety_checker", "annotator",
     ),
 }
+# diffusion settings that need the model loaded again; every other diffusion field is per call
+# (a new prompt is re-encoded, LoRA weights go through set_adapters, scales are call arguments)
+DIFFUSION_LOAD_FIELDS = ("model", "device", "low_memory", "scheduler", "allow_pickle", "safety_checker", "annotator")
 
 
 @dataclass(frozen=True)
@@ -36,6 +43,8 @@ class StyleParams:
     # classical
     look: str = "stylization"
     denoise_window: int = 5  # frames in the temporal denoising window (odd)
+    # the noise deviation at mid-grey in 0-255 levels; None: estimated per clip (pipeline.denoise)
+    denoise_strength: float | None = None
     # diffusion
     model: str = ""
     prompt: str = ""
@@ -48,6 +57,13 @@ class StyleParams:
     low_memory: bool = False  # force model offload and VAE slicing/tiling
     shared_noise: bool = True  # one seed and one initial noise for the whole clip (off: seed + frame index)
     cross_frame_attention: bool = True  # self-attention also attends to the stylized anchor and previous frames
+    # diffusion conditioning (pipeline.conditioning, docs/models.md); style_image + ip_adapter: a picture as the style
+    controlnets: tuple[ControlNetSpec, ...] = ()
+    loras: tuple[LoraSpec, ...] = ()
+    ip_adapter: str = ""  # hub id, folder or .safetensors file, with its image encoder
+    ip_adapter_scale: float = 0.6
+    annotator: str = ""  # the learned preprocessors' model: a transformers depth model (depth), controlnet-aux weights
+    safety_checker: bool = False  # run the model's NSFW checker (flagged frames come out black, with a warning)
     # temporal consistency, all engines (docs/quality.md)
     temporal_flow: bool = True  # blend in the previous stylized frame, warped along the input's optical flow
     flow_blend: float = 0.35  # weight of that frame where it is visible, 0-1 (docs/quality.md)
@@ -73,6 +89,17 @@ class StyleParams:
     max_side: int = 0  # 0: source size (diffusion: 512 if the source is larger)
     device: str = "auto"
 
+    def __post_init__(self) -> None:
+        # stored and CLI values arrive as lists of dicts or specs: keep one hashable form
+        object.__setattr__(self, "controlnets", as_controlnets(self.controlnets))
+        object.__setattr__(self, "loras", as_loras(self.loras))
+
+    def load_settings(self) -> tuple:
+        """What a loaded diffusion model depends on: equal values mean no reload (see DIFFUSION_LOAD_FIELDS)."""
+        base = tuple(getattr(self, name) for name in DIFFUSION_LOAD_FIELDS)
+        nets = tuple(net.model for net in self.controlnets)
+        return (self.engine, *base, nets, tuple(lora.path for lora in self.loras), self.ip_adapter)
+
     def validate(self) -> "StyleParams":
         """Raise BadInputError on a value no engine can use; return self for chaining."""
         if self.engine not in ENGINES:
@@ -85,6 +112,11 @@ class StyleParams:
             raise BadInputError(f"the flow blend must be between 0 and 1, got {self.flow_blend}")
         if self.denoise_window < 1 or self.denoise_window % 2 == 0:
             raise BadInputError(f"the denoise window must be an odd number of frames, got {self.denoise_window}")
+        if self.denoise_strength is not None and not 0.0 < self.denoise_strength <= MAX_DENOISE_STRENGTH:
+            raise BadInputError(
+                f"the denoise strength is a noise level above 0 and at most {MAX_DENOISE_STRENGTH:g} "
+                f"(0-255 levels, e.g. 20), got {self.denoise_strength:g}"
+            )
         if self.steps < 1:
             raise BadInputError(f"steps must be at least 1, got {self.steps}")
         if self.max_side < 0:
@@ -103,7 +135,17 @@ class StyleParams:
             raise BadInputError(f"the keyframe spacing needs 1 <= min <= max, got {self.keyframe_min} and {self.keyframe_max}")
         if self.engine == "diffusion" and not self.model:
             raise BadInputError("the diffusion engine needs a model: a hub id, a diffusers folder or a .safetensors file")
+        if self.engine == "diffusion":
+            self._validate_conditioning()
         return self
+
+    def _validate_conditioning(self) -> None:
+        for spec in (*self.controlnets, *self.loras):
+            spec.validate()
+        if self.ip_adapter and not self.style_image:
+            raise BadInputError("the IP-Adapter needs a style image: add --style-image PICTURE")
+        if not 0.0 <= self.ip_adapter_scale <= 2.0:
+            raise BadInputError(f"the IP-Adapter scale must be between 0 and 2, got {self.ip_adapter_scale}")
 
     def relevant(self) -> dict:
         """The fields that change this engine's output pixels, for cache keys and display."""
@@ -112,9 +154,32 @@ class StyleParams:
             data[name] = getattr(self, name)
         if self.engine == "fast-style" and self.style_image:
             data["style_image"] = _file_identity(self.style_image)
+        if self.engine == "diffusion":
+            self._diffusion_identity(data)
         data.update(_editing_identity(self))
         data.update(keyframe_settings(self) or {})  # resolved, so "engine default" and its value share frames
         return data
+
+    def _diffusion_identity(self, data: dict) -> None:
+        """Models by content (pipeline.model_identity), not by name: replaced weights mean new frames."""
+        from pipeline.model_identity import model_identity
+
+        data.update(model=model_identity(self.model), safety_checker=self.safety_checker)
+        data["controlnets"] = [
+            {"model": model_identity(net.model), "control": net.control, "scale": net.scale,
+             "start": net.start, "end": net.end, **({"annotator": model_identity(self.annotator)}
+                                                    if net.control in ("depth", "lineart", "softedge") else {})}
+            for net in self.controlnets
+        ]
+        data["loras"] = [{"lora": model_identity(lora.path), "weight": lora.weight} for lora in self.loras]
+        data.pop("annotator", None)
+        if self.ip_adapter:
+            data["ip_adapter"] = model_identity(self.ip_adapter)
+            data["style_image"] = _file_identity(self.style_image)
+        else:
+            data.pop("ip_adapter_scale", None)
+            data.pop("ip_adapter", None)
+            data.pop("style_image", None)
 
     def replace(self, **changes) -> "StyleParams":
         return dataclasses.replace(self, **changes)

@@ -106,7 +106,7 @@ def test_cache_limit_evicts_least_recently_used(sample_clip, tmp_path):
 def test_interrupt_exits_130_keeps_the_cache_and_resumes(sample_clip, tmp_path):
     out = tmp_path / "out.mp4"
     args = [*VDIFF, "render", str(sample_clip), "-o", str(out), "--engine", "classical", "--look", "denoise",
-            "--max-side", "160"]
+            "--denoise-window", "15"]  # ~0.1 s a frame: time to interrupt
     process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(0.5)
     deadline = time.time() + 60
@@ -121,7 +121,7 @@ def test_interrupt_exits_130_keeps_the_cache_and_resumes(sample_clip, tmp_path):
     kept = len(list(cache_root.glob("*/*.vdf")))
     assert kept >= 1
     resumed = run("render", sample_clip, "-o", out, "--engine", "classical", "--look", "denoise",
-                  "--max-side", "160", "--resume")
+                  "--denoise-window", "15", "--resume")
     assert resumed.returncode == 0, resumed.stderr
     assert f"{kept} of 48 frames recovered" in resumed.stderr or "frames recovered" in resumed.stderr
     assert probe(out).frame_count == 48

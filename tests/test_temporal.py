@@ -145,7 +145,7 @@ def test_flicker_meter_gives_the_number_vdiff_metrics_prints(pan_clip, pan_frame
     assert running[0] is None and running[-1] == meter.score
     result = subprocess.run(
         [sys.executable, "-m", "pipeline", "metrics", pan_clip, outputs["per-frame"], "--start", "3",
-         "--reference", outputs["per-frame"]],
+         "--reference", outputs["per-frame"], "--per-frame"],
         capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 0, result.stderr

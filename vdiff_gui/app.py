@@ -16,7 +16,7 @@ from vdiff_gui.presets import RESOURCES
 from vdiff_gui.tasks import start_task
 from vdiff_gui.theme import apply_dark_theme
 
-USAGE = "usage: vdiff [gui [VIDEO|PROJECT.vdiff]] | vdiff --self-test"
+USAGE = "usage: vdiff [VIDEO|PROJECT.vdiff] | vdiff gui [VIDEO|PROJECT.vdiff] | vdiff --self-test"
 
 
 def app_icon() -> QIcon:
@@ -42,7 +42,7 @@ def make_application() -> tuple[QApplication, qasync.QEventLoop]:
 
 
 def run_app(argv: list[str]) -> int:
-    """`vdiff` and `vdiff gui [VIDEO|PROJECT.vdiff]`: the window, until it closes."""
+    """`vdiff`, `vdiff VIDEO` and `vdiff gui [VIDEO|PROJECT.vdiff]`: the window, until it closes."""
     args = [a for a in argv if a != "gui"]
     if any(a.startswith("-") for a in args) or len(args) > 1:
         print(USAGE, file=sys.stderr)
@@ -58,4 +58,7 @@ def run_app(argv: list[str]) -> int:
     start_task(startup(window, args[0] if args else None))
     with loop:
         loop.run_forever()
+    if window.worker.isRunning():  # stuck in a model load past the bounded wait: do not hang or abort on exit
+        logging.shutdown()
+        os._exit(0)
     return 0

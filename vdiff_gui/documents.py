@@ -96,6 +96,7 @@ class DocumentController(QObject):
             self.error_raised.emit(str(exc))
             return None
         self.project_path = saved
+        self.state.mark_saved()
         self.settings.add_recent_file(saved)
         self.project_saved.emit(str(saved))
         return saved
@@ -111,10 +112,14 @@ class DocumentController(QObject):
         self._thumbnail_task = start_task(self._thumbnails(info))
 
     async def _thumbnails(self, info: VideoInfo) -> None:
+        ratio = self.timeline.devicePixelRatioF()  # read at device pixels: sharp on a high-DPI screen
         try:
-            arrays = await run_blocking(read_thumbnails, info, THUMB_HEIGHT)
+            arrays = await run_blocking(read_thumbnails, info, round(THUMB_HEIGHT * ratio))
         except VdiffError as exc:
             log.warning("no thumbnails for %s: %s", info.path.name, exc)
             return
         if self.state.info is info:
-            self.timeline.set_thumbnails([array_to_qimage(a) for a in arrays])
+            images = [array_to_qimage(a) for a in arrays]
+            for image in images:
+                image.setDevicePixelRatio(ratio)
+            self.timeline.set_thumbnails(images)

@@ -1,5 +1,5 @@
-"""The `vdiff` command: no arguments (or `gui`) opens the window, `--self-test` checks the app, anything
-else is the CLI.
+"""The `vdiff` command: no arguments, `gui [FILE]` or a clip/project file (`vdiff CLIP.mp4`) opens the
+window, `--self-test` checks the app, anything else is the CLI.
 
 Qt is imported only when the window opens, so CLI commands start fast and run without a display.
 """
@@ -39,6 +39,21 @@ def guard_streams() -> Path | None:
     return path
 
 
+OPENABLE = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".vdiff")  # what "Open with" hands over
+
+
+def opens_in_app(argv: list[str]) -> bool:
+    """`vdiff`, `vdiff gui [FILE]` and `vdiff CLIP.mp4` (a file, not a subcommand) open the window."""
+    if not argv or argv[0] == "gui":
+        return True
+    if len(argv) != 1 or argv[0].startswith("-"):
+        return False
+    from pipeline.cli import build_parser
+
+    commands = next((a.choices for a in build_parser()._actions if hasattr(a, "add_parser")), {})
+    return argv[0] not in commands and (Path(argv[0]).is_file() or Path(argv[0]).suffix.lower() in OPENABLE)
+
+
 def main(argv: list[str] | None = None) -> int:
     guard_streams()
     argv = sys.argv[1:] if argv is None else argv
@@ -46,7 +61,10 @@ def main(argv: list[str] | None = None) -> int:
         from vdiff_gui.self_test import main as self_test
 
         return self_test(argv[1:])
-    if not argv or argv[0] == "gui":
+    if opens_in_app(argv):
+        if argv and argv[-1] != "gui" and not argv[-1].startswith("-") and not Path(argv[-1]).exists():
+            print(f"vdiff: error: no such file: {argv[-1]}", file=sys.stderr)
+            return 2
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # before huggingface_hub loads: the app shows its own
         from vdiff_gui.app import run_app
 

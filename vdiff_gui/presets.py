@@ -1,6 +1,6 @@
 """Parameter presets: built-in ones shipped in resources/presets, the user's own in the config folder.
 
-A preset is JSON: {"version": 1, "name": ..., "params": {StyleParams fields}}. The device is the
+A preset is JSON: {"version": 2, "name": ..., "params": {StyleParams fields}}. The device is the
 machine's choice, not the look's, so presets never store or change it.
 """
 
@@ -19,7 +19,7 @@ from pipeline.request import StyleParams
 
 log = logging.getLogger(__name__)
 
-VERSION = 1  # the preset format this vdiff writes and reads
+VERSION = 2  # the preset format this vdiff writes; 2 added ControlNets, LoRAs and the IP-Adapter (1 still reads)
 
 RESOURCES = Path(__file__).resolve().parent.parent / "resources"
 BUILTIN_DIR = RESOURCES / "presets"

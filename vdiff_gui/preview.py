@@ -1,52 +1,70 @@
-"""What the compare view shows for the current frame.
+"""What the compare view shows for the current frame, without ever blocking the GUI thread.
 
-Scrubbing shows the original at once (decoded here, on the GUI thread, frame-accurately), and the
-stylized frame from the cache at once when it is there, else as soon as the worker has it. Parameter
-edits are debounced before a preview is asked for. During a render the view follows the newest frame.
+The frame slicer (frame_slicer.py) reads the original (from the scrubbing proxy once it is made),
+reads the stylized frame from the cache when it is there, scales both to the view's pixel size and
+makes the QImages, all off the GUI thread; the newest request wins and the view keeps the last frame
+meanwhile. A frame not in the cache is asked of the worker at the view's size (renders and exports
+stay full size). Parameter edits are debounced before a preview is asked for. Playback takes frames
+the slicer decoded ahead and counts the ones it had to drop. During a render the view follows the
+newest frame while "Follow render" is on; moving the playhead yourself (scrub, step, play) turns it off.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QTimer
+from PySide6.QtCore import QEvent, QObject, QTimer, Signal
 
 from pipeline.cache import CacheEntry
-from pipeline.errors import VdiffError
-from pipeline.video import VideoReader
-from vdiff_gui.images import array_to_qimage
+from vdiff_gui.frame_slicer import PLAYBACK, RESTART_GAP, FrameSlicer, SlicedFrame
+from vdiff_gui.images import array_to_qimage, qimage_to_array
 from vdiff_gui.project_state import ProjectState
 from vdiff_gui.render_worker import RenderWorker
 from vdiff_gui.widgets.compare_view import CompareView
 from vdiff_gui.widgets.timeline import TimelineWidget
 
 DEBOUNCE_MS = 250
+RESIZE_SETTLE_MS = 150  # a window being resized asks for frames at its new size once it stops
 PENDING = "rendering preview…"
 NOT_RENDERED = "not rendered: showing the original"
 UPDATING = "updating…"
 
 
 class PreviewController(QObject):
+    dropped_changed = Signal(int)  # frames playback could not show in time since it started
+    follow_changed = Signal(bool)  # the "Follow render" toggle
+    proxy_changed = Signal(object)  # (path, width) of the clip's scrubbing proxy, or None
+    source_shown = Signal(object)  # the source frame now on screen (HxWx3 uint8, view size), for the control preview
+
     def __init__(self, state: ProjectState, worker: RenderWorker, compare: CompareView,
                  timeline: TimelineWidget, report_error, parent: QObject | None = None):
         super().__init__(parent)
         self.state, self.worker, self.compare, self.timeline = state, worker, compare, timeline
         self._report_error = report_error
-        self._reader: VideoReader | None = None
+        self.slicer = FrameSlicer(self)
         self.entry: CacheEntry | None = None  # the worker's cache entry for state.params and the in point
         self._entry_start = 0
         self._rendered: set[int] = set()
+        self.proxy: tuple[Path, int] | None = None
+        self.box: tuple[int, int] | None = None  # the view's size in device pixels (None: 100% zoom)
         self.playing = False
-        self.follow_render = False
+        self.follow_render = True
+        self.rendering = False
+        self.dropped = 0
         self.previews_requested = 0
+        self._moving_playhead = False  # set while following the render moves the playhead
         self._last_submitted: tuple | None = None
-        self._fresh: tuple | None = None  # (index, image) of the newest rendered frame
+        self._fresh: tuple | None = None  # (index, array) of the newest rendered frame
+        self._stylized: tuple | None = None  # (index, QImage) of the worker's newest preview
+        self._due: tuple[int, bool] | None = None  # playback: (frame due, shown yet)
         self._debounce = QTimer(self, singleShot=True, interval=DEBOUNCE_MS)
         self._debounce.timeout.connect(self.request_preview)
         self._band_timer = QTimer(self, singleShot=True, interval=200)
         self._band_timer.timeout.connect(self.refresh_rendered)
+        self._resize_timer = QTimer(self, singleShot=True, interval=RESIZE_SETTLE_MS)
+        self._resize_timer.timeout.connect(self._update_box)
         state.clip_changed.connect(self._on_clip_changed)
-        state.frame_changed.connect(self.show_current)
+        state.frame_changed.connect(self._on_frame_changed)
         state.params_changed.connect(self._on_params_changed)
         state.range_changed.connect(self._on_range_changed)
         worker.preview_ready.connect(self._on_preview_ready)
@@ -54,73 +72,170 @@ class PreviewController(QObject):
         worker.frame_rendered.connect(self._on_frame_rendered)
         worker.render_started.connect(self._on_render_started)
         worker.preview_failed.connect(self._on_preview_failed)
-        timeline.scrub_started.connect(self._stop_following)
+        timeline.scrub_started.connect(self._on_user_moved)
+        self.slicer.frame_sliced.connect(self._on_frame_sliced)
+        compare.after_view.installEventFilter(self)
+        compare.fit_changed.connect(lambda _: self._update_box())
+        self._update_box()
 
     @property
     def debounce_active(self) -> bool:
         return self._debounce.isActive()
 
     def close(self) -> None:
-        if self._reader is not None:
-            self._reader.close()
-            self._reader = None
+        self.slicer.close()
 
     def set_playing(self, playing: bool) -> None:
         self.playing = playing
-        if not playing:
+        if playing:
+            self._on_user_moved()
+            self.dropped, self._due = 0, None
+            self.dropped_changed.emit(0)
+            fps = float(self.state.info.fps) if self.state.info is not None else 24.0
+            self.slicer.play(self.state.frame, self.state.in_point, self.state.out_point, fps)
+        else:
+            self.slicer.stop_playback()
             self.show_current()
+
+    def set_follow_render(self, follow: bool) -> None:
+        """The "Follow render" toggle; turned on during a render, it jumps to the newest rendered frame."""
+        if follow == self.follow_render:
+            return
+        self.follow_render = follow
+        self.follow_changed.emit(follow)
+        if follow and self.rendering and self._fresh is not None and not self.playing:
+            self._move_playhead(self._fresh[0])
+
+    def set_proxy(self, info, path: Path | None, width: int = 0) -> None:
+        """The scrubbing proxy of `info` is ready (ignored if another clip was opened since)."""
+        if info is not self.state.info or path is None:
+            return
+        self.proxy = (Path(path), width)
+        self.slicer.set_proxy(path, width)
+        self.proxy_changed.emit(self.proxy)
 
     # showing frames
     def show_current(self, *_) -> None:
         info, index = self.state.info, self.state.frame
-        if info is None or self._reader is None:
+        if info is None:
             return
-        try:
-            before = array_to_qimage(self._reader.frame(index))
-        except VdiffError as exc:
-            self._report_error(str(exc), "error")
+        if self.playing:
+            self._show_due(index)
             return
-        after = self._fresh[1] if self._fresh is not None and self._fresh[0] == index else self._cached(index)
-        if after is not None:
-            self.compare.show_frame(index, before, array_to_qimage(after))
-        elif self.playing or self.follow_render:
-            self.compare.show_frame(index, before, None, NOT_RENDERED)
-        else:
-            self.compare.show_frame(index, before, None, PENDING)
-            self.request_preview()
+        fresh = self._fresh[1] if self._fresh is not None and self._fresh[0] == index else None
+        self.slicer.request(index, after=fresh, read_cache=index in self._rendered)
+        if fresh is None and index not in self._rendered and not self._following:
+            self.request_preview()  # in parallel with the slicer's read of the original
 
-    def _cached(self, index: int):
-        if self.entry is None or index not in self._rendered:
-            return None
-        return self.entry.load(index)
+    @property
+    def _following(self) -> bool:
+        return self.rendering and self.follow_render
+
+    def _on_frame_sliced(self, frame: SlicedFrame) -> None:
+        if frame.serial == PLAYBACK:
+            if self.playing and self._due == (frame.index, False):
+                taken = self.slicer.take(frame.index)
+                if taken is not None:
+                    self._show_playback_frame(taken)
+            return
+        if frame.serial != self.slicer.latest_serial or frame.index != self.state.frame or self.playing:
+            return  # stale: a newer request is on its way
+        if frame.error is not None:
+            self._report_error(frame.error, "error")
+            return
+        self.source_shown.emit(qimage_to_array(frame.before))  # a view-size copy: cheap
+        after = frame.after
+        if after is None and self._stylized is not None and self._stylized[0] == frame.index:
+            after = self._stylized[1]  # the worker's preview came first
+        if after is not None:
+            self.compare.show_frame(frame.index, frame.before, after)
+        else:
+            if frame.index in self._rendered and not self._following:
+                self.request_preview()  # listed in the cache but unreadable: render it again
+            marker = NOT_RENDERED if self._following else PENDING
+            self.compare.show_frame(frame.index, frame.before, None, marker)
+
+    def _show_due(self, index: int) -> None:
+        """Playback: show frame `index` if decoded ahead; count the frames the clock passed unshown."""
+        if self._due is not None and index != self._due[0]:
+            passed = self.slicer.distance(self._due[0], index)
+            if passed <= RESTART_GAP:  # further: the user moved the playhead
+                self.dropped += passed - 1 + (not self._due[1])
+                self.dropped_changed.emit(self.dropped)
+        self._due = (index, False)
+        frame = self.slicer.take(index)
+        if frame is not None:
+            self._show_playback_frame(frame)
+
+    def _show_playback_frame(self, frame: SlicedFrame) -> None:
+        self._due = (frame.index, True)
+        if frame.error is None:
+            self.compare.show_frame(frame.index, frame.before, frame.after, None if frame.after else NOT_RENDERED)
 
     def request_preview(self) -> None:
         """Ask the worker for the current frame (latest wins there); skipped if just asked for."""
         self._debounce.stop()
         if self.state.info is None:
             return
-        wanted = (self.state.info.path, self.state.params, self.state.frame, self.state.in_point)
+        wanted = (self.state.info.path, self.state.params, self.state.frame, self.state.in_point, self.box)
         if wanted == self._last_submitted:
             return
         self._last_submitted = wanted
         self.previews_requested += 1
-        self.worker.submit_preview(self.state.info, self.state.params, self.state.frame, self.state.in_point)
+        self.worker.submit_preview(self.state.info, self.state.params, self.state.frame, self.state.in_point,
+                                   self.box, self.proxy)
+
+    # the view's size
+    def eventFilter(self, watched, event) -> bool:
+        if event.type() == QEvent.Type.Resize:
+            self._resize_timer.start()
+        return False
+
+    def _update_box(self) -> None:
+        view = self.compare.after_view
+        ratio = view.devicePixelRatioF()
+        box = (max(16, round(view.width() * ratio)), max(16, round(view.height() * ratio))) if self.compare.fit else None
+        if box != self.box:
+            self.box = box
+            self.slicer.set_display_size(box)
+            if self.state.info is not None and not self.playing:
+                self.show_current()
 
     # state and worker events
     def _on_clip_changed(self, info) -> None:
-        self.close()
-        self.entry, self._rendered, self._last_submitted, self._fresh = None, set(), None, None
+        self.entry, self._rendered, self._last_submitted, self._fresh, self._stylized = None, set(), None, None, None
+        self.proxy = None
+        self.slicer.set_source(info)
         self.timeline.set_rendered(set())
         if info is None:
             self.compare.clear("Open a video: File ▸ Open…, or drop a file here")
-            return
-        self._reader = VideoReader(info.path, info)
         # show_current follows from frame_changed, which set_clip emits after this
 
-    def _on_params_changed(self, params) -> None:
-        self.entry, self._rendered, self._fresh = None, set(), None
+    def _on_frame_changed(self, index: int) -> None:
+        if not self._moving_playhead:
+            self._on_user_moved()
+        self.show_current()
+
+    def _on_user_moved(self) -> None:
+        """The user moved the playhead (scrub, step, play) during a render: stop following it."""
+        if self.rendering and not self._moving_playhead:
+            self.set_follow_render(False)
+
+    def _move_playhead(self, index: int) -> None:
+        self._moving_playhead = True
+        try:
+            self.state.set_frame(index)  # show_current takes the fresh frame, no cache read
+        finally:
+            self._moving_playhead = False
+
+    def _forget_entry(self) -> None:
+        self.entry, self._rendered, self._fresh, self._stylized = None, set(), None, None
+        self.slicer.set_entry(None)
         self.timeline.set_rendered(set())
         self.timeline.set_keyframes([])
+
+    def _on_params_changed(self, params) -> None:
+        self._forget_entry()
         if self.state.info is not None:
             self.compare.set_after_marker(UPDATING)
             self._debounce.start()
@@ -128,8 +243,7 @@ class PreviewController(QObject):
     def _on_range_changed(self, in_point: int, out_point: int) -> None:
         # a consistent render's frames depend on where its range starts: another start, another cache entry
         if self.entry is not None and in_point != self._entry_start:
-            self.entry, self._rendered, self._fresh = None, set(), None
-            self.timeline.set_rendered(set())
+            self._forget_entry()
             self._debounce.start()
 
     def _on_preview_ready(self, index: int, image, from_cache: bool, params) -> None:
@@ -140,11 +254,13 @@ class PreviewController(QObject):
             self.timeline.set_rendered(self._rendered)
         self.refresh_keyframes()
         if index == self.state.frame and not self.playing:
-            self.compare.show_after(index, array_to_qimage(image))
+            self._stylized = (index, array_to_qimage(image))  # the view's size: a small copy
+            self.compare.show_after(index, self._stylized[1])
 
     def _on_cache_entry_changed(self, folder: str, params, start: int) -> None:
         if params == self.state.params and start == self.state.in_point:
             self.entry, self._entry_start = CacheEntry(Path(folder)), start
+            self.slicer.set_entry(self.entry)
             self.refresh_rendered()
             if self.state.frame in self._rendered:
                 self.show_current()
@@ -165,13 +281,10 @@ class PreviewController(QObject):
         self.timeline.set_keyframes(plan.get("keyframes", []))
 
     def _on_render_started(self, total: int, cached: int) -> None:
-        self.follow_render = True
-
-    def _stop_following(self) -> None:
-        self.follow_render = False
+        self.rendering = True
 
     def render_ended(self) -> None:
-        self.follow_render = False
+        self.rendering = False
         self._fresh = None
         self.refresh_rendered()
         self.show_current()
@@ -181,8 +294,8 @@ class PreviewController(QObject):
         self._fresh = (index, image)
         if not self._band_timer.isActive():
             self._band_timer.start()
-        if self.follow_render and self.state.info is not None:
+        if self.follow_render and self.rendering and not self.playing and self.state.info is not None:
             if index == self.state.frame:
-                self.compare.show_after(index, array_to_qimage(image))
+                self.slicer.request(index, after=image)
             else:
-                self.state.set_frame(index)  # show_current takes the fresh frame, no cache read
+                self._move_playhead(index)

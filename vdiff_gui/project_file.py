@@ -14,7 +14,7 @@ from pathlib import Path
 from pipeline.errors import BadInputError, VdiffError
 from pipeline.request import StyleParams
 
-PROJECT_VERSION = 1
+PROJECT_VERSION = 2  # 2 added ControlNets, LoRAs and the IP-Adapter to the params; version 1 files still open
 SUFFIX = ".vdiff"
 
 

@@ -1,8 +1,9 @@
 """The observable project: the clip, the current frame, the in/out range and the parameters.
 
 Views take the state in their constructor and listen to its signals; they change it only through its
-methods. Parameter edits go through a QUndoStack; consecutive edits of one field with the same merge
-key (one slider drag, one burst of typing) make one undo step until close_merge().
+methods. Parameter and in/out edits go through a QUndoStack; consecutive edits of one field with the
+same merge key (one slider drag, one marker drag) make one undo step until close_merge(). The stack's
+clean state is the saved state: `modified` says whether there is unsaved work.
 """
 
 from __future__ import annotations
@@ -46,6 +47,31 @@ class _ParamsCommand(QUndoCommand):
         self.state._apply_params(self.before)
 
 
+class _RangeCommand(QUndoCommand):
+    """An in/out change; the moves of one marker drag (same open merge key) make one step."""
+
+    def __init__(self, state: "ProjectState", before: tuple[int, int], after: tuple[int, int], merge_key: str | None):
+        super().__init__("change the in/out range")
+        self.state, self.before, self.after = state, before, after
+        self.merge_key = merge_key
+        self.open = merge_key is not None
+
+    def id(self) -> int:
+        return _merge_id(f"range:{self.merge_key}") if self.merge_key else -1
+
+    def mergeWith(self, other: QUndoCommand) -> bool:
+        if not self.open or not isinstance(other, _RangeCommand) or other.merge_key != self.merge_key:
+            return False
+        self.after = other.after
+        return True
+
+    def redo(self) -> None:
+        self.state.set_range(*self.after)
+
+    def undo(self) -> None:
+        self.state.set_range(*self.before)
+
+
 class ProjectState(QObject):
     clip_changed = Signal(object)  # VideoInfo or None
     frame_changed = Signal(int)
@@ -70,7 +96,8 @@ class ProjectState(QObject):
         return self.info.frame_count - 1 if self.info else 0
 
     def set_clip(self, info: VideoInfo | None) -> None:
-        """A newly opened clip: playhead at 0, the range is the whole clip."""
+        """A newly opened clip: playhead at 0, the range is the whole clip, no edits to undo."""
+        self.undo_stack.clear()
         self.info = info
         self.frame = 0
         self.in_point, self.out_point = 0, self.last_frame
@@ -105,13 +132,34 @@ class ProjectState(QObject):
             self.in_point, self.out_point = in_point, out_point
             self.range_changed.emit(in_point, out_point)
 
-    def set_in_point(self, index: int | None = None) -> None:
-        index = self.frame if index is None else index
-        self.set_range(index, max(index, self.out_point))
+    def edit_range(self, in_point: int, out_point: int, merge_key: str | None = None) -> None:
+        """set_range as an undo step (merged with the previous one for the same open merge key)."""
+        if self.info is None:
+            return
+        in_point = max(0, min(self.last_frame, int(in_point)))
+        out_point = max(in_point, min(self.last_frame, int(out_point)))
+        if (in_point, out_point) != (self.in_point, self.out_point):
+            self.undo_stack.push(_RangeCommand(self, (self.in_point, self.out_point), (in_point, out_point), merge_key))
 
-    def set_out_point(self, index: int | None = None) -> None:
+    def set_in_point(self, index: int | None = None, merge_key: str | None = None) -> None:
         index = self.frame if index is None else index
-        self.set_range(min(index, self.in_point), index)
+        self.edit_range(index, max(index, self.out_point), merge_key)
+
+    def set_out_point(self, index: int | None = None, merge_key: str | None = None) -> None:
+        index = self.frame if index is None else index
+        self.edit_range(min(index, self.in_point), index, merge_key)
+
+    def clear_range(self) -> None:
+        """In and out back to the whole clip (undoable)."""
+        self.edit_range(0, self.last_frame)
+
+    @property
+    def modified(self) -> bool:
+        """Edits (parameters, in/out) since the project was opened or saved."""
+        return not self.undo_stack.isClean()
+
+    def mark_saved(self) -> None:
+        self.undo_stack.setClean()
 
     # parameters (undoable)
     def edit_params(self, params: StyleParams, merge_key: str | None = None) -> None:
@@ -124,10 +172,10 @@ class ProjectState(QObject):
         self.edit_params(self.params.replace(**changes), merge_key)
 
     def close_merge(self) -> None:
-        """End the current merge (a slider was released, a text field lost focus)."""
+        """End the current merge (a slider was released, a marker dropped, a text field lost focus)."""
         index = self.undo_stack.index()
         command = self.undo_stack.command(index - 1) if index > 0 else None
-        if isinstance(command, _ParamsCommand):
+        if isinstance(command, (_ParamsCommand, _RangeCommand)):
             command.open = False
 
     def reset_params(self, params: StyleParams) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import queue
 import threading
 import time
 import traceback
@@ -25,16 +24,18 @@ from pipeline.editing.region import RegionEdit, has_region
 from pipeline.engines import Engine, create_engine
 from pipeline.errors import CancelledError, OutOfMemoryError, VdiffError
 from pipeline.events import Cancelled, CancelToken, Failed, Finished, FrameReady, Started, Step
+from pipeline.keyframes.plan import uses_keyframes
 from pipeline.render import open_cache_entry, preview_frame, render_frames
 from pipeline.request import RenderRequest, StyleParams
-from pipeline.temporal import FlickerMeter
-from pipeline.video import VideoInfo, VideoReader, probe
+from pipeline.engines.base import resize_to
+from pipeline.temporal.flicker_sampler import FlickerSampler
+from pipeline.video import VideoInfo, VideoReader
+from vdiff_gui.frame_slicer import fit_within, proxy_fits
 
 log = logging.getLogger(__name__)
 
 FPS_WINDOW = 12  # computed frames the frames-per-second figure averages over
 FRAME_SIGNAL_INTERVAL = 0.04  # s; frame_rendered carries the newest frame at most ~25 times a second
-FEED_BYTES = 256 * 1024 * 1024  # frames waiting for the flicker meter; beyond this it skips frames
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,8 @@ class PreviewRequest:
     params: StyleParams
     index: int
     start: int = 0  # where a render of this range starts: temporally consistent frames depend on it
+    box: tuple[int, int] | None = None  # the view's size in device pixels: previewed at that size (None: full size)
+    proxy: tuple[Path, int] | None = None  # the scrubbing proxy (path, width) to read the source from, when sharp enough
 
 
 def error_kind(exc: BaseException) -> str:
@@ -79,6 +82,22 @@ class _WorkerEngine:
         """The worker closes the real engine when the parameters change or it stops."""
 
 
+class _LoadCancel:
+    """The cancel token of a model load for a preview: set when the worker stops or when the preview now
+    pending needs another model. A newer preview that only changes per-call settings (a prompt typed
+    meanwhile) lets the load finish, instead of starting it over."""
+
+    def __init__(self, worker: "RenderWorker", params: StyleParams):
+        self._worker, self._settings = worker, params.load_settings()
+
+    @property
+    def cancelled(self) -> bool:
+        worker = self._worker
+        with worker._cond:
+            pending = worker._preview
+            return worker._stopping or (pending is not None and pending.params.load_settings() != self._settings)
+
+
 class RenderWorker(QThread):
     """Owns one engine, recreated only when the StyleParams change and kept prepared between previews."""
 
@@ -94,7 +113,8 @@ class RenderWorker(QThread):
     device_changed = Signal(str)
     loading_changed = Signal(str)  # what is loading ("" when done)
     cache_entry_changed = Signal(str, object, int)  # cache folder, the StyleParams and range start it holds frames for
-    flicker_changed = Signal(float, float, int)  # running warp error of the render, of its source (the floor), pairs
+    flicker_changed = Signal(float, float, int)  # warp error of the render's sampled pairs, of its source (the floor), pairs
+    flicker_measured = Signal(int, float, float)  # frame index, its warp error from the frame before, the source's
 
     def __init__(self, cache: FrameCache | None = None, parent=None):
         super().__init__(parent)
@@ -113,15 +133,19 @@ class RenderWorker(QThread):
         self._failed: tuple[StyleParams, VdiffError] | None = None
         self._reader: VideoReader | None = None
         self._reader_info: VideoInfo | None = None
+        self._proxy_reader: tuple[Path, VideoReader] | None = None
         self._entry: CacheEntry | None = None
         self._entry_for: tuple | None = None
+        self.flicker_pairs: list[int] = []  # the first index of each pair the last render's flicker meter measured
 
     # -- thread-safe API (any thread) ------------------------------------------------------------
 
-    def submit_preview(self, info: VideoInfo, params: StyleParams, index: int, start: int = 0) -> None:
+    def submit_preview(self, info: VideoInfo, params: StyleParams, index: int, start: int = 0,
+                       box: tuple[int, int] | None = None, proxy: tuple[Path, int] | None = None) -> None:
         """Ask for stylized frame `index` (of a range starting at `start`, whose render it may find in the
-        cache); replaces a pending preview and cancels a different one in flight."""
-        request = PreviewRequest(info, params, index, start)
+        cache), made at the size that fits `box` (renders and exports stay full size), reading the source
+        from `proxy` when that is sharp enough; replaces a pending preview and cancels a different one in flight."""
+        request = PreviewRequest(info, params, index, start, box, proxy)
         with self._cond:
             if self._preview != request:
                 self._preview_token.cancel()
@@ -162,16 +186,23 @@ class RenderWorker(QThread):
         if dropped:
             self.render_cancelled.emit()
 
-    def stop(self) -> None:
-        """Cancel everything, close the engine and join the thread. Partial outputs are removed."""
+    def request_stop(self) -> None:
+        """Ask the thread to cancel everything and end, without waiting (see stop)."""
         with self._cond:
             self._stopping = True
+            self._paused = False
             self._preview_token.cancel()
             if self._render_token is not None:
                 self._render_token.cancel()
             self._cond.notify_all()
+
+    def stop(self, timeout_ms: int | None = None) -> bool:
+        """Cancel everything, close the engine and join the thread (at most `timeout_ms`, when given).
+        Partial outputs are removed. False when the thread is still running (stuck in a model load)."""
+        self.request_stop()
         if self.isRunning():
-            self.wait()
+            return self.wait(timeout_ms) if timeout_ms is not None else self.wait()
+        return True
 
     @property
     def rendering(self) -> bool:
@@ -209,10 +240,15 @@ class RenderWorker(QThread):
                 self.render_cancelled.emit()
         except Exception:  # never die silently: the GUI would wait forever
             log.error("render worker crashed:\n%s", traceback.format_exc())
+            message = "the render worker stopped after an internal error (details in the log); restart vdiff"
+            self.render_failed.emit(message, "error")  # ends a running job
+            self.preview_failed.emit(message, "error")  # and says so in the window
         finally:
             self._close_engine()
             if self._reader is not None:
                 self._reader.close()
+            if self._proxy_reader is not None:
+                self._proxy_reader[1].close()
 
     def _wait_while_paused(self, cancel: CancelToken) -> None:
         with self._cond:
@@ -222,12 +258,17 @@ class RenderWorker(QThread):
     def _ensure_engine(self, params: StyleParams, cancel: CancelToken) -> Engine:
         if self._engine is not None and self._engine_params == params:
             return self._engine
+        if self._engine is not None and self._engine.update(params):  # a per-call change: the model stays loaded
+            self._engine_params = params
+            self.device_changed.emit(self._engine.device)
+            return self._engine
         self._close_engine()
         if self._failed is not None and self._failed[0] == params:
             raise self._failed[1]  # do not reload a model that just failed for the same settings
         self.loading_changed.emit(f"loading the {params.engine} engine…")
         try:
             engine = create_engine(params)
+            engine.on_load_progress = self._on_load_progress  # engines that load in parts report each part
             engine.prepare(cancel)
         except VdiffError as exc:
             self._failed = (params, exc)
@@ -237,6 +278,10 @@ class RenderWorker(QThread):
         self._engine, self._engine_params = engine, params
         self.device_changed.emit(engine.device)
         return engine
+
+    def _on_load_progress(self, component: str, done: int, total: int) -> None:
+        if component:
+            self.loading_changed.emit(f"loading the model: {component} ({done + 1}/{total})…")
 
     def _close_engine(self) -> None:
         if self._engine is not None:
@@ -264,14 +309,30 @@ class RenderWorker(QThread):
             self._reader, self._reader_info = VideoReader(info.path, info), info
         return self._reader
 
+    def _preview_reader(self, request: PreviewRequest) -> VideoReader:
+        """The proxy's reader when the proxy is sharp enough for the view, else the source's."""
+        proxy = request.proxy
+        if proxy is None or not proxy_fits(proxy[1], request.info, request.box):
+            return self._reader_of(request.info)
+        if self._proxy_reader is None or self._proxy_reader[0] != proxy[0]:
+            if self._proxy_reader is not None:
+                self._proxy_reader[1].close()
+            self._proxy_reader = (proxy[0], VideoReader(proxy[0]))
+        return self._proxy_reader[1]
+
     def _run_preview(self, request: PreviewRequest, token: CancelToken) -> None:
         try:
-            engine = self._ensure_engine(request.params, token)
+            engine = self._ensure_engine(request.params, _LoadCancel(self, request.params))
             entry = self._entry_of(request.info, engine, request.start)
             on_step = lambda step, steps: self.step_changed.emit(request.index, step, steps)  # noqa: E731
-            edit = self._region_of(request.params, request.info)
-            image, from_cache = preview_frame(engine, self._reader_of(request.info), request.index, token, entry, on_step,
-                                              edit=edit, start=request.start)
+            info = request.info
+            size = fit_within(info.width, info.height, request.box)
+            # keyframes: the source's reader, so that the keyframe plan is the render's (made from the source)
+            reader = self._reader_of(info) if uses_keyframes(request.params) else self._preview_reader(request)
+            image, from_cache = preview_frame(engine, reader, request.index, token, entry,
+                                              on_step, edit=self._region_of(request.params, info), start=request.start,
+                                              size=None if size == (info.width, info.height) else size)
+            image = resize_to(image, fit_within(image.shape[1], image.shape[0], request.box))
         except CancelledError:
             return
         except VdiffError as exc:
@@ -315,14 +376,20 @@ class RenderWorker(QThread):
 
     def _dispatch(self, events, request: RenderRequest) -> None:
         """Turn each pipeline event into a signal. Nothing slow happens here: the render waits for this
-        loop (its event queue is bounded), so the flicker meter runs on its own thread (FlickerFeed)."""
+        loop (its event queue is bounded), so the flicker meter runs on its own thread (FlickerSampler:
+        sampled pairs at reduced size, skipped while it is busy)."""
+        def on_score(score: float, floor: float, pairs: int) -> None:  # on the sampler's thread
+            self.flicker_changed.emit(score, floor, pairs)
+            self.flicker_measured.emit(meter.measured[-1] + 1, meter.output_errors[-1], meter.input_errors[-1])
+
+        meter = FlickerSampler(request.source, on_score, start=request.start)
+        self.flicker_pairs = meter.measured
         computed: deque[float] = deque(maxlen=FPS_WINDOW)
         last_frame_signal = 0.0
-        feed = FlickerFeed(request.source, self.flicker_changed.emit)
         try:
             for event in events:
                 if isinstance(event, FrameReady):
-                    feed.offer(event.index, event.image)
+                    meter.offer(event.index, event.image, getattr(event, "source", None))
                     now = time.perf_counter()
                     if not event.from_cache:
                         computed.append(now)
@@ -337,7 +404,7 @@ class RenderWorker(QThread):
                     self.device_changed.emit(event.device)
                     self.render_started.emit(event.total, event.cached)
                 elif isinstance(event, Finished):
-                    feed.close()  # the last pairs are measured before the render is reported done
+                    meter.close(wait=True)  # the pair already queued is measured before the render is reported done
                     if self._engine is not None:
                         self.device_changed.emit(self._engine.device)  # a low-memory fallback changes it
                     self.render_finished.emit(dataclasses.asdict(event))
@@ -346,7 +413,7 @@ class RenderWorker(QThread):
                 elif isinstance(event, Failed):
                     self.render_failed.emit(event.message, event.kind)
         finally:
-            feed.close()
+            meter.close()
 
     def _serve_cached_preview(self, request: RenderRequest) -> None:
         """While a render runs, answer a pending preview at once when its frame is already cached."""
@@ -362,59 +429,8 @@ class RenderWorker(QThread):
         with self._cond:
             if self._preview is preview:
                 self._preview = None
+        image = resize_to(image, fit_within(image.shape[1], image.shape[0], preview.box))
         self.preview_ready.emit(preview.index, image, True, preview.params)
-
-
-class FlickerFeed:
-    """The flicker meter on its own thread, fed the render's frames without ever blocking the render.
-
-    Frames wait in a queue bounded by memory (FEED_BYTES); when the meter falls behind, a frame is
-    dropped (the meter sees a gap and starts a new run of pairs), so a slow meter never grows memory
-    and never slows the render. It decodes the source frames with its own reader (readers are not
-    thread-safe). close() measures what is queued and stops.
-    """
-
-    def __init__(self, source, on_score):
-        self._source, self._on_score = Path(source), on_score
-        self._queue: queue.Queue = queue.Queue()
-        self._queued_bytes = 0
-        self._lock = threading.Lock()
-        self.dropped = 0
-        self._thread = threading.Thread(target=self._run, name="vdiff-flicker", daemon=True)
-        self._thread.start()
-
-    def offer(self, index: int, image) -> None:
-        with self._lock:
-            if self._queued_bytes + image.nbytes > FEED_BYTES and self._queued_bytes > 0:
-                self.dropped += 1
-                return
-            self._queued_bytes += image.nbytes
-        self._queue.put((index, image))
-
-    def close(self) -> None:
-        if self._thread.is_alive():
-            self._queue.put(None)
-            self._thread.join()
-
-    def _run(self) -> None:
-        meter, reader = FlickerMeter(), None  # the same measure as `vdiff metrics`
-        try:
-            while (item := self._queue.get()) is not None:
-                index, image = item
-                with self._lock:
-                    self._queued_bytes -= image.nbytes
-                if reader is None:
-                    reader = VideoReader(self._source, probe(self._source))
-                score = meter.add(index, reader.frame(index), image)
-                if score is not None:
-                    self._on_score(score, meter.floor, meter.pairs)
-        except Exception:  # a measurement problem must not end the render
-            log.warning("the flicker meter stopped:\n%s", traceback.format_exc())
-            while self._queue.get() is not None:
-                pass
-        finally:
-            if reader is not None:
-                reader.close()
 
 
 def _rate(times: deque) -> float:

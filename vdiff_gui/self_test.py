@@ -221,7 +221,7 @@ async def _export(window, target: Path) -> int:
     dialog.range_all.setChecked(True)
     dialog.path.setText(str(target))
     _expect(dialog.audio.isChecked() and dialog.audio.isEnabled(), "the Export dialog offers no audio for a clip with audio")
-    result = await _job(window, dialog.accept, window.jobs.export_done, refused=dialog.windowTitle)
+    result = await _job(window, dialog.accept, window.jobs.export_done, refused=dialog.error.text)
     verification = result.get("verification") or {}
     bad = [c for c in verification.get("checks", []) if not c.get("ok")]
     _expect(verification.get("ok") and not bad, f"the exported file does not match the clip: {bad or verification}")

@@ -1,4 +1,5 @@
-"""Window geometry, recent files, last parameters and device choice, in an INI file beside vdiff's config.
+"""Window geometry, recent files, last parameters and device choice, the last export choices and folders,
+and past exports, in an INI file beside vdiff's config.
 
 The file lives in pipeline.config.config_dir() (VDIFF_CONFIG_DIR overrides it), so tests are isolated.
 A stored value that cannot be used falls back to its default with a log line; it never stops the app.
@@ -19,6 +20,7 @@ from pipeline.request import StyleParams
 log = logging.getLogger(__name__)
 
 MAX_RECENT = 10
+MAX_EXPORTS = 20
 DEVICES = ("auto", "cpu", "cuda")
 COMPARE_MODES = ("side-by-side", "wipe", "after")
 
@@ -106,6 +108,43 @@ class AppSettings:
 
     def set_device(self, device: str) -> None:
         self._qs.setValue("render/device", device)
+
+    # the export dialog's last choices, the folders last used, past exports
+    def export_settings(self) -> dict:
+        """The last export's format, quality, size, audio and range choices ({} when none or unusable)."""
+        value = self._load_json("export/settings", {})
+        return value if isinstance(value, dict) else self._bad("export/settings", value, {})
+
+    def set_export_settings(self, choices: dict) -> None:
+        self._qs.setValue("export/settings", json.dumps(choices, sort_keys=True))
+
+    def last_folder(self, kind: str) -> str:
+        """The folder last used for `kind` ("video", "project", "export", "style_image"); "" when none or gone."""
+        value = self._qs.value(f"folders/{kind}", "")
+        return value if isinstance(value, str) and value and Path(value).is_dir() else ""
+
+    def set_last_folder(self, kind: str, path: str | Path) -> None:
+        path = Path(path)
+        self._qs.setValue(f"folders/{kind}", str(path if path.is_dir() else path.parent))
+
+    def export_history(self) -> list[dict]:
+        """Past exports, newest first: output, when, frames, verification lines and ok."""
+        value = self._load_json("export/history", [])
+        if not isinstance(value, list) or not all(isinstance(v, dict) and "output" in v for v in value):
+            return self._bad("export/history", value, [])
+        return value[:MAX_EXPORTS]
+
+    def add_export(self, entry: dict) -> None:
+        self._qs.setValue("export/history", json.dumps([entry, *self.export_history()][:MAX_EXPORTS]))
+
+    def _load_json(self, key: str, default):
+        text = self._qs.value(key)
+        if not text:
+            return default
+        try:
+            return json.loads(text)
+        except (TypeError, ValueError):
+            return self._bad(key, text, default)
 
     def first_launch_done(self) -> bool:
         return str(self._qs.value("app/first_launch_done", "false")).lower() == "true"

@@ -1,4 +1,6 @@
-"""What the window opens at launch, and the first-launch sample clip."""
+"""What the window opens at launch, and the first-launch sample clip: a photograph shipped in
+scikit-image moved along a hand-held camera path with a parallax layer (pipeline.footage), so the
+first stylized preview shows what the app is for."""
 
 from __future__ import annotations
 
@@ -8,16 +10,16 @@ from pathlib import Path
 
 from pipeline.config import cache_dir
 from pipeline.request import StyleParams
-from pipeline.sample import make_sample_clip
+from pipeline.footage import make_footage_clip
 from vdiff_gui.tasks import run_blocking
 
 log = logging.getLogger(__name__)
 
-SAMPLE = {"frames": 72, "width": 480, "height": 270, "fps": 24, "audio": True}
+SAMPLE = {"frames": 72, "width": 480, "height": 270, "fps": 24, "audio": True, "scene": "astronaut"}
 
 
 def sample_clip_path() -> Path:
-    return cache_dir().parent / "sample" / "vdiff-sample.mp4"
+    return cache_dir().parent / "sample" / "footage-v1" / "vdiff-sample.mp4"  # a new folder per new kind of sample
 
 
 def ensure_sample_clip() -> Path:
@@ -28,7 +30,7 @@ def ensure_sample_clip() -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     temp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.mp4")
     try:
-        make_sample_clip(temp, **SAMPLE)
+        make_footage_clip(temp, **SAMPLE)
         os.replace(temp, path)
     finally:
         temp.unlink(missing_ok=True)

@@ -2,8 +2,9 @@
 
     xvfb-run -s "-screen 0 1600x1000x24" python docs/screenshots/make_screenshots.py
 
-Uses fresh settings and cache folders (a first launch), writes main-window.png, rendering.png and
-export-done.png beside this file. Needs ImageMagick's `import`.
+Uses fresh settings and cache folders (a first launch), writes main-window.png, rendering.png (a render
+with an export queued behind it in the job list), flicker-graph.png, export-done.png and
+export-dialog.png (with the past exports) beside this file. Needs ImageMagick's `import`.
 """
 
 import asyncio
@@ -23,11 +24,17 @@ from vdiff_gui.app import make_application  # noqa: E402
 from vdiff_gui.tasks import start_task  # noqa: E402
 
 
-def shoot(name: str) -> None:
+def shoot(name: str, widget=None) -> None:
+    """The whole screen at 1280 px wide, or just `widget`'s window frame at its own size."""
     target = HERE / name
     raw = WORK / name
     subprocess.run(["import", "-window", "root", str(raw)], check=True)
-    subprocess.run(["convert", str(raw), "-resize", "1280x", "-depth", "8", "-strip", str(target)], check=True)
+    if widget is None:
+        size = ["-resize", "1280x"]
+    else:
+        frame = widget.frameGeometry()
+        size = ["-crop", f"{frame.width()}x{frame.height()}+{frame.x()}+{frame.y()}", "+repage"]
+    subprocess.run(["convert", str(raw), *size, "-depth", "8", "-strip", str(target)], check=True)
     print("wrote", target, target.stat().st_size // 1024, "KiB")
 
 
@@ -64,24 +71,40 @@ async def states(window) -> None:
     shoot("main-window.png")
 
     window.state.set_range(8, 63)
-    window.jobs.render_range()
-    await until(lambda: window.render_bar.progress.value() >= 24)
     window.worker.pause()  # hold the render mid-way for the picture
-    await pause(0.6)
+    window.jobs.render_range()
+    window.worker.resume()
+    await until(lambda: window.render_bar.progress.value() >= 24)
+    window.worker.pause()
+    export = window.open_export_dialog()  # queued behind the render: the job list opens
+    export.path.setText(str(WORK / "vdiff-sample-styled.mp4"))
+    export.accept()
+    await pause(0.8)
     shoot("rendering.png")
     window.worker.resume()
-    await until(lambda: not window.jobs.busy)
-
-    dialog = window.open_export_dialog()
-    dialog.path.setText(str(WORK / "vdiff-sample-styled.mp4"))
-    dialog.accept()
-    await until(lambda: window.export_box is not None and window.export_box.isVisible())
+    await until(lambda: window.export_box is not None and window.export_box.isVisible(), timeout=180)
     box = window.export_box
     box.adjustSize()
     box.move(window.geometry().center() - box.rect().center())
     await pause(0.8)
     shoot("export-done.png")
     box.close()
+    window.jobs_dock.hide()
+
+    worst = window.flicker_graph.worst()
+    window.state.set_frame(worst if worst is not None else 30)
+    window.timeline.zoom_by(1.6)
+    await until(lambda: window.compare.after_view.marker() is None and not window.compare.after_view.showing_original)
+    await pause(0.8)
+    shoot("flicker-graph.png")
+
+    dialog = window.open_export_dialog()  # with the export above in its list of past exports
+    dialog.history.setCurrentRow(0)
+    dialog.adjustSize()
+    dialog.move(window.geometry().center() - dialog.rect().center())
+    await pause(0.8)
+    shoot("export-dialog.png", dialog)
+    dialog.reject()
 
 
 def main() -> int:

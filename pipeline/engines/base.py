@@ -10,6 +10,7 @@ import numpy as np
 
 from pipeline.errors import CancelledError
 from pipeline.events import CancelToken
+from pipeline.profile import stage
 from pipeline.request import StyleParams
 
 
@@ -51,6 +52,12 @@ class Engine(ABC):
     name: str = ""
     temporal_radius: int = 0  # neighbours needed on each side of a frame
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        for method in ("process", "process_batch"):  # every engine's frames count as the "engine" stage
+            if method in cls.__dict__:
+                setattr(cls, method, stage("engine")(cls.__dict__[method]))
+
     def __init__(self, params: StyleParams):
         self.params = params
         self.device = "cpu"
@@ -58,9 +65,18 @@ class Engine(ABC):
     def prepare(self, cancel: CancelToken | None = None) -> None:
         """Load what the engine needs; may be slow. Called once before the first process()."""
 
+    def measure_source(self, info) -> None:
+        """Told the source (a VideoInfo) before its first frame is processed; engines whose settings
+        depend on the whole clip (the denoiser's noise level) measure it here. Cheap when repeated."""
+
     @abstractmethod
     def process(self, frame: np.ndarray, ctx: FrameContext) -> np.ndarray:
         """Return the stylized frame. Its size is output_size() of the input's size."""
+
+    def update(self, params: StyleParams) -> bool:
+        """Take new parameters without preparing again, when the engine can (the diffusion engine keeps its
+        model for per-call changes). False: build and prepare a new engine."""
+        return params == self.params
 
     def output_size(self, width: int, height: int) -> tuple[int, int]:
         """The (width, height) this engine produces for a source of the given size."""

@@ -1,12 +1,16 @@
-"""classical: OpenCV looks and temporal video denoising. No weights, no downloads."""
+"""classical: OpenCV looks and motion-aligned video denoising (pipeline.denoise). No weights, no downloads."""
 
 from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
 
 import cv2
 import numpy as np
 
+from pipeline.denoise import NoiseModel, clip_noise, denoise_frame, estimate_noise
 from pipeline.engines.base import Engine, FrameContext, resize_to
-from pipeline.engines.fast_style import mix
+from pipeline.engines.fast_style import _usable_cores, mix
 
 
 class ClassicalEngine(Engine):
@@ -18,6 +22,35 @@ class ClassicalEngine(Engine):
         super().__init__(params)
         # the denoiser looks at window//2 frames on each side of the current one
         self.temporal_radius = params.denoise_window // 2 if params.look == "denoise" else 0
+        self.noise: NoiseModel | None = None  # the clip's noise, once measure_source() has seen it
+        self._noise_lock = threading.Lock()
+
+    @property
+    def frame_workers(self) -> int:
+        """Denoised frames depend only on their source window: one worker per core."""
+        return _usable_cores() if self.params.look == "denoise" else 1
+
+    @contextmanager
+    def parallel(self, workers: int):
+        """One OpenCV thread per frame worker: the workers already fill the cores."""
+        previous = cv2.getNumThreads()
+        cv2.setNumThreads(1 if workers > 1 else previous)
+        try:
+            yield
+        finally:
+            cv2.setNumThreads(previous)
+
+    def measure_source(self, info) -> None:
+        """The denoiser's noise level for this clip (at the output size), estimated once per clip."""
+        if self.params.look != "denoise":
+            return
+        model = clip_noise(info.path, self.output_size(info.width, info.height))
+        with self._noise_lock:
+            self.noise = self._with_strength(model)
+
+    def _with_strength(self, model: NoiseModel) -> NoiseModel:
+        strength = self.params.denoise_strength
+        return model if strength is None else model.scaled_to(strength)
 
     def process(self, frame: np.ndarray, ctx: FrameContext) -> np.ndarray:
         ctx.check_cancelled()
@@ -40,13 +73,14 @@ class ClassicalEngine(Engine):
         return mix(source, np.ascontiguousarray(out[:, :, ::-1]), self.params.strength)
 
     def _denoise(self, bgr: np.ndarray, ctx: FrameContext, size: tuple[int, int]) -> np.ndarray:
-        """fastNlMeansDenoisingColoredMulti over the frames around this one (odd window, clamped at the ends)."""
-        window = [np.ascontiguousarray(resize_to(n, size)[:, :, ::-1]) for n in ctx.neighbors]
-        # the window is clamped at the clip's ends; OpenCV wants it odd and centred on this frame
-        reach = min(ctx.center, len(window) - 1 - ctx.center) if window else 0
-        if reach < 1:
-            return cv2.fastNlMeansDenoisingColored(bgr, None, 6, 6, 7, 21)
-        return cv2.fastNlMeansDenoisingColoredMulti(window, ctx.center, 2 * reach + 1, None, 6, 6, 7, 21)
+        """pipeline.denoise over the frames around this one (the window is clamped at the clip's ends)."""
+        window = [resize_to(n, size) for n in ctx.neighbors] or [np.ascontiguousarray(bgr[:, :, ::-1])]
+        center = ctx.center if ctx.neighbors else 0
+        with self._noise_lock:
+            noise = self.noise
+        if noise is None:  # not told the clip (a bare process() call): this window's own estimate
+            noise = self._with_strength(estimate_noise(window))
+        return denoise_frame(window, center, noise)[:, :, ::-1]
 
 
 def _cartoon(bgr: np.ndarray) -> np.ndarray:

@@ -23,20 +23,24 @@ from pipeline.engines.diffusion_models import (
     check_scheduler,
     compile_unet,
     dtype_label,
+    gpu_path_on_cpu,
     load_img2img_pipeline,
     load_tiny_autoencoder,
+    place_pipeline,
     resolve_device,
     tile_big_frames,
     use_low_memory,
     uses_low_memory,
 )
+from pipeline.engines.conditioned import Conditioning
+from pipeline.engines.model_size import native_side
 from pipeline.errors import BadInputError, CancelledError, OutOfMemoryError
 from pipeline.events import CancelToken
 from pipeline.temporal.cross_frame import CrossFrameAttention
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_SIDE = 512  # what SD 1.x was trained on; larger sources are scaled down unless max_side says otherwise
+DEFAULT_MAX_SIDE = 512  # what SD 1.x was trained on: the least default side (SD 2 768-px and SDXL models get theirs)
 SIZE_MULTIPLE = 8  # the VAE downsamples by 8
 CUDA_BATCH_FRAMES = 4  # frames per UNet call on a GPU when they do not depend on each other
 COMPILE_ENV = "VDIFF_TORCH_COMPILE"  # "1": torch.compile the UNet (off by default: minutes of warm-up)
@@ -69,12 +73,7 @@ class DiffusionEngine(Engine):
     def __init__(self, params, compile: bool | None = None):
         super().__init__(params)
         check_scheduler(params.scheduler)
-        if int(params.steps * params.strength) < 1:
-            needed = int(np.ceil(1 / params.strength)) if params.strength > 0 else None
-            hint = f"use at least {needed} steps or a higher strength" if needed else "raise the strength above 0"
-            raise BadInputError(
-                f"{params.steps} steps at strength {params.strength} leave no denoising step to run; {hint}"
-            )
+        _check_steps(params)
         self._pipe = None
         self._prompt_kwargs: dict = {}
         self._prompt_schedule: PromptSchedule | None = None  # prompts keyed at frames (pipeline.editing)
@@ -88,35 +87,92 @@ class DiffusionEngine(Engine):
         self._pool: queue.SimpleQueue = queue.SimpleQueue()  # pipelines free for a process() call
         self._tiny_vae = None  # None: not looked for yet; False: none available
         self.previews_exact = True  # False once previews decode with the tiny autoencoder
+        self._native_side: int | None = None  # the model family's trained size, once known
+        self._max_batch = CUDA_BATCH_FRAMES  # halved by an out-of-memory fallback before offloading
+        self._encoded_for: tuple | None = None  # (prompt, negative prompt, guidance on) of _prompt_kwargs
+        self._conditioning = Conditioning()
+        self.on_load_progress = None  # (component, done, total) while prepare() loads; set by the app
+        self.loads = 0  # how many times this engine loaded its model
+        self.flagged_frames: list[int] = []  # frames the safety checker blacked out (when it is on)
 
     def output_size(self, width: int, height: int) -> tuple[int, int]:
-        return fit_size(width, height, self.params.max_side or DEFAULT_MAX_SIDE, multiple=SIZE_MULTIPLE)
+        return fit_size(width, height, self.params.max_side or self.default_side(), multiple=SIZE_MULTIPLE)
+
+    def default_side(self) -> int:
+        """The longest output side without max_side: the model family's native size (SD 1.x 512, SD 2
+        768-px models 768, SDXL 1024), read from the model's configs, never below 512."""
+        if self._native_side is None:
+            self._native_side = max(DEFAULT_MAX_SIDE, native_side(self._pipe, self.params.model))
+        return self._native_side
+
+    def cache_identity(self) -> dict:
+        """What changes pixels beyond the parameters: the device and dtype the model runs in, and the
+        requested memory mode (offload and VAE tiling change the arithmetic)."""
+        device, dtype = resolve_device(self.params.device)
+        return {"device": device, "dtype": dtype_label(dtype), "low_memory": self.params.low_memory}
 
     def prepare(self, cancel: CancelToken | None = None) -> None:
         if cancel is not None and cancel.cancelled:
             raise CancelledError()
+        if self._pipe is not None:
+            return  # loaded already: new per-call settings come through update()
         p = self.params
         device, dtype = resolve_device(p.device)
-        self._pipe = load_img2img_pipeline(p.model, device, dtype, p.allow_pickle, p.scheduler, p.low_memory)
+        pipe = load_img2img_pipeline(
+            p.model, device, dtype, p.allow_pickle, p.scheduler, p.low_memory, safety_checker=p.safety_checker,
+            cancel=cancel, on_progress=self.on_load_progress, place=False,
+        )
+        pipe = self._conditioning.load(pipe, p, dtype, cancel)  # LoRAs, IP-Adapter, ControlNets
+        place_pipeline(pipe, device, p.low_memory)
+        self._pipe = pipe
+        self.loads += 1
         self.role = pipeline_role(self._pipe)
         self._torch_device, self._dtype = device, dtype
         self._low_memory = uses_low_memory(self._pipe)
         if self._compile:
             compile_unet(self._pipe)
         self._update_device_label()
-        self._prompt_kwargs = self._encode_prompt()
-        self._prompt_schedule = PromptSchedule(p.prompt_keys, self._encode_prompt) if p.prompt_keys else None
+        self._native_side = None
+        self._encoded_for = None
+        self._cross_frame = None
+        self._apply_call_settings()
+        self._pool = queue.SimpleQueue()
+        self._pool.put(self._pipe)
+
+    def update(self, params) -> bool:
+        """Take new parameters without loading the model again when only per-call settings changed
+        (prompt, seed, strength, steps, guidance, scales, LoRA weights, style picture, ...; see
+        pipeline.request.DIFFUSION_LOAD_FIELDS). Returns False when the change needs a reload."""
+        if self._pipe is None or params.load_settings() != self.params.load_settings():
+            return False
+        _check_steps(params)
+        self.params = params
+        self._apply_call_settings()
+        return True
+
+    def _apply_call_settings(self) -> None:
+        """Bring the loaded pipeline in line with the per-call parameters: the prompt embeddings (encoded
+        again only when the prompt changed), LoRA weights, IP-Adapter scale and picture, cross-frame attention."""
+        p = self.params
+        encoded_for = (p.prompt, p.negative_prompt, p.guidance > 1, p.prompt_keys)
+        if encoded_for != self._encoded_for:
+            self._prompt_kwargs = self._encode_prompt()
+            self._prompt_schedule = PromptSchedule(p.prompt_keys, self._encode_prompt) if p.prompt_keys else None
+            self._encoded_for = encoded_for
+        self._conditioning.apply(self._pipe, p)
         # the reference pass feeds plain latents to the UNet: only img2img models take them
         attends = p.cross_frame_attention and self.role == IMG2IMG
         if p.cross_frame_attention and not attends:
             log.info("cross-frame attention is off for %s models", self.role)
-        self._cross_frame = CrossFrameAttention(self._pipe) if attends else None
-        self._pool = queue.SimpleQueue()
-        self._pool.put(self._pipe)
+        if attends and self._cross_frame is None:
+            self._cross_frame = CrossFrameAttention(self._pipe)
+        elif not attends and self._cross_frame is not None:
+            self._cross_frame.remove()
+            self._cross_frame = None
 
     def _update_device_label(self) -> None:
         """e.g. 'cuda (bf16)', 'cuda (fp16, low memory, compiled)', 'cpu'."""
-        notes = [dtype_label(self._dtype)] if self._torch_device == "cuda" else []
+        notes = [dtype_label(self._dtype)] if self._torch_device == "cuda" or self._dtype != torch.float32 else []
         if self._low_memory:
             notes.append("low memory")
         if self._compile:
@@ -128,7 +184,7 @@ class DiffusionEngine(Engine):
         """Threads a render may run process() in at once for frames that do not depend on each other:
         one per core on the CPU (small convolutions scale better across frames than across threads,
         and a loaded machine does not stall them at thread-pool barriers); one on a GPU (it batches)."""
-        if self._torch_device != "cpu" or self._low_memory:
+        if self._torch_device != "cpu" or self._low_memory or gpu_path_on_cpu():
             return 1
         try:
             return max(1, len(os.sched_getaffinity(0)))
@@ -138,7 +194,8 @@ class DiffusionEngine(Engine):
     @property
     def batch_frames(self) -> int:
         """Frames per UNet call for frames that do not depend on each other."""
-        return CUDA_BATCH_FRAMES if self._torch_device == "cuda" and not self._low_memory else 1
+        gpu_path = self._torch_device == "cuda" or gpu_path_on_cpu()
+        return self._max_batch if gpu_path and not self._low_memory else 1
 
     @contextmanager
     def parallel(self, workers: int):
@@ -208,35 +265,44 @@ class DiffusionEngine(Engine):
         images = [resize_to(f if c.init is None or self.role == INSTRUCT else c.init, size) for f, c in zip(frames, contexts)]
         for ctx, frame in zip(contexts, frames):
             ctx.masked_source = resize_to(frame, size) if ctx.mask is not None else None  # for the latent mask
-        pipe = self._pool.get()
-        try:
+        sources = [resize_to(f, size) for f in frames]  # control images come from the source, not the init
+        out: list[np.ndarray] = []
+        while len(out) < len(images):
+            # an out-of-memory fallback may have lowered the batch while this call runs: take what fits now
+            chunk = slice(len(out), len(out) + max(1, min(self._max_batch, len(images) - len(out))))
+            out.extend(self._denoise_with_fallback(images[chunk], sources[chunk], contexts[chunk], size))
+        return out
+
+    def _denoise_with_fallback(self, images, sources, contexts, size) -> list[np.ndarray]:
+        """Denoise; on out-of-memory first halve the batch (frames per UNet call), and only when one
+        frame alone does not fit switch to the low-memory settings (offload, VAE slicing/tiling), then
+        give up with OutOfMemoryError. Every retry gives the frames a plain call gives."""
+        while True:
+            pipe = self._pool.get()
             try:
-                return self._denoise(pipe, images, contexts)
+                return self._denoise(pipe, images, contexts, sources)
             except Exception as exc:
                 if not _is_out_of_memory(exc):
                     raise
-        finally:
-            self._pool.put(pipe)
-        if self._low_memory:
-            raise OutOfMemoryError(self._out_of_memory_message(size))
-        # first out-of-memory: switch to the lower-memory settings for the rest of the clip, retry
-        # (frame by frame: a batch is what may have been too big)
-        gc.collect()
-        use_low_memory(self._pipe, self._torch_device)
-        self._low_memory = True
-        self._update_device_label()
-        out = []
-        for image, ctx in zip(images, contexts):
-            pipe = self._pool.get()
-            try:
-                out.extend(self._denoise(pipe, [image], [ctx]))
-            except Exception as exc:
-                if _is_out_of_memory(exc):
-                    raise OutOfMemoryError(self._out_of_memory_message(size)) from None
-                raise
             finally:
                 self._pool.put(pipe)
-        return out
+            gc.collect()
+            if self._torch_device == "cuda":
+                torch.cuda.empty_cache()
+            if len(images) > 1:
+                self._max_batch = max(1, len(images) // 2)
+                log.warning("out of memory with %d frames per call: now %d", len(images), self._max_batch)
+                out: list[np.ndarray] = []
+                while len(out) < len(images):  # in chunks of what fits now (a chunk may lower it further)
+                    part = slice(len(out), len(out) + self._max_batch)
+                    out.extend(self._denoise_with_fallback(images[part], sources[part], contexts[part], size))
+                return out
+            if self._low_memory:
+                raise OutOfMemoryError(self._out_of_memory_message(size))
+            log.warning("out of memory with one frame: switching to the low-memory settings")
+            use_low_memory(self._pipe, self._torch_device)
+            self._low_memory = True
+            self._update_device_label()
 
     def preview(self, frame: np.ndarray, ctx: FrameContext) -> np.ndarray:
         """A quick look at one frame: decoded with the tiny autoencoder when one is available (see
@@ -252,7 +318,7 @@ class DiffusionEngine(Engine):
         image = resize_to(frame, self.output_size(w, h))
         fast = _pipeline_copy(self._pipe)
         object.__setattr__(fast, "vae", self._tiny_vae)  # bypasses the pipeline's config bookkeeping
-        return self._denoise(fast, [image], [ctx])[0]
+        return self._denoise(fast, [image], [ctx], [image])[0]
 
     def _out_of_memory_message(self, size: tuple[int, int]) -> str:
         return (
@@ -263,7 +329,7 @@ class DiffusionEngine(Engine):
     def _strength_of(self, ctx: FrameContext) -> float:
         return frame_strength(self.params, ctx.index, ctx.strength)
 
-    def _denoise(self, pipe, images: list[np.ndarray], contexts: list[FrameContext]) -> list[np.ndarray]:
+    def _denoise(self, pipe, images: list[np.ndarray], contexts: list[FrameContext], control_sources: list[np.ndarray]):
         p = self.params
         first = contexts[0]
         strength = self._strength_of(first)
@@ -304,12 +370,22 @@ class DiffusionEngine(Engine):
                 **({"callback_on_step_end_tensor_inputs": ["latents"]} if latent_mask is not None else {}),
                 **call_arguments(self.role, p, strength, masks, size),
                 **self._frame_prompts(contexts),
+                **self._conditioning.call_kwargs(p, control_sources, self._upload),
             )
             out = self._download(result.images)
+        self._report_flagged(result, contexts)
         if self._compile and self.compile_seconds is None:
             self.compile_seconds = time.perf_counter() - began  # the first call compiles
             log.info("torch.compile warm-up: %.1f s (the first call, %d frame(s))", self.compile_seconds, len(images))
         return out
+
+    def _report_flagged(self, result, contexts: list[FrameContext]) -> None:
+        """With the safety checker on, a flagged frame comes back black: say so, never silently."""
+        flagged = getattr(result, "nsfw_content_detected", None) or []
+        for ctx, hit in zip(contexts, flagged):
+            if hit:
+                self.flagged_frames.append(ctx.index)
+                log.warning("frame %d was flagged by the model's safety checker and is black", ctx.index)
 
     def _frame_prompts(self, contexts: list[FrameContext]) -> dict:
         """The prompt keywords for these frames: one encoding for all, or each frame's scheduled blend."""
@@ -354,9 +430,18 @@ class DiffusionEngine(Engine):
         self._prompt_kwargs = {}
         self._prompt_schedule = None
         self._cross_frame = None
+        self._conditioning = Conditioning()
+        self._encoded_for = None
         gc.collect()
         if self._torch_device == "cuda":
             torch.cuda.empty_cache()
+
+
+def _check_steps(params) -> None:
+    if int(params.steps * params.strength) < 1:
+        needed = int(np.ceil(1 / params.strength)) if params.strength > 0 else None
+        hint = f"use at least {needed} steps or a higher strength" if needed else "raise the strength above 0"
+        raise BadInputError(f"{params.steps} steps at strength {params.strength} leave no denoising step to run; {hint}")
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:

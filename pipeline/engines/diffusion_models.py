@@ -16,6 +16,7 @@ loaded, so they are refused unless allow_pickle. trust_remote_code is never enab
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import os
@@ -26,7 +27,8 @@ from pathlib import Path
 import torch
 
 from pipeline.engines.diffusion_editing import EDIT_PIPELINE_CLASSES, task_pipeline
-from pipeline.errors import BadInputError, ModelError
+from pipeline.engines.model_files import check_config_folder, load_components, read_index, refuse_code
+from pipeline.errors import BadInputError, CancelledError, ModelError
 
 log = logging.getLogger(__name__)
 PICKLE_SUFFIXES = (".ckpt", ".bin", ".pt", ".pth", ".pkl")
@@ -38,12 +40,16 @@ SCHEDULERS = {
     "dpm++": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++"}),
     "lcm": ("LCMScheduler", {}),
     "pndm": ("PNDMScheduler", {"skip_prk_steps": True}),
+    "unipc": ("UniPCMultistepScheduler", {}),
+    "dpm++-karras": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++", "use_karras_sigmas": True}),
+    "tcd": ("TCDScheduler", {}),  # with a TCD LoRA: few steps, guidance about 1
 }
 SCHEDULER_NAMES = ("default", *SCHEDULERS)
 TRUSTED_LIBRARIES = {"diffusers", "transformers"}  # model components from anywhere else would be code from the folder
 BIG_FRAME_PIXELS = 1024 * 1024  # above this the CPU decodes the VAE in tiles to bound its memory
 GIB = 1024**3
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+_HUB_ID_PATH = re.compile(r"^[\w.-]+/[\w.-]+(/[\w./-]+)?$")  # org/name or org/name/path/in/repo
 
 
 def resolve_device(device: str) -> tuple[str, torch.dtype]:
@@ -59,7 +65,23 @@ def resolve_device(device: str) -> tuple[str, torch.dtype]:
         raise BadInputError(f"unknown device '{device}'; use auto, cpu or cuda")
     if device == "cuda" or (device == "auto" and cuda):
         return "cuda", cuda_dtype()
-    return "cpu", torch.float32
+    return "cpu", gpu_path_dtype() if gpu_path_on_cpu() else torch.float32
+
+
+GPU_PATH_ENV = "VDIFF_CPU_GPU_PATH"  # "1": CPU runs take the CUDA path's dtype, layout and batching (tests)
+
+
+def gpu_path_on_cpu() -> bool:
+    """Whether CPU runs take the CUDA path: its dtype (bf16), channels-last models, SDPA attention and
+    batched frames, so that a CPU test catches a dtype, layout or device mismatch of that path. Only
+    what needs CUDA itself (pinned memory, cuDNN, the CUDA dtype probe) stays GPU-only."""
+    return os.environ.get(GPU_PATH_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def gpu_path_dtype() -> torch.dtype:
+    """The CUDA path's dtype on a CPU: bf16 (what current GPUs get), or VDIFF_CUDA_DTYPE=fp16."""
+    return torch.float16 if os.environ.get("VDIFF_CUDA_DTYPE", "").strip().lower() in ("fp16", "float16") \
+        else torch.bfloat16
 
 
 def cuda_dtype() -> torch.dtype:
@@ -92,39 +114,49 @@ def load_img2img_pipeline(
     scheduler: str = "default",
     low_memory: bool = False,
     config: str | None = None,
+    safety_checker: bool = False,
+    cancel=None,
+    on_progress=None,
+    place: bool = True,
 ):
     """Load `model` as an img2img DiffusionPipeline on `device` ('cpu' or 'cuda', see resolve_device);
     inpainting and InstructPix2Pix models load as those pipelines (diffusion_editing.task_pipeline).
 
-    Raises ModelError with one sentence when the model is missing, incomplete, not a model, not cached
-    while offline, or a pickle file without allow_pickle; BadInputError for an unknown scheduler.
+    Folders and hub snapshots load one component at a time: `cancel` (a CancelToken) is checked and
+    on_progress(component, done, total) called between components. The model's NSFW safety checker is
+    left out unless `safety_checker` (docs/models.md). Raises ModelError with one sentence when the
+    model is missing, incomplete, not a model, not cached while offline, ships code, or is a pickle
+    file without allow_pickle; BadInputError for an unknown or unfit scheduler; CancelledError.
     """
     check_scheduler(scheduler)
     _quiet_progress_bars()
     path = Path(model).expanduser()
+    options = dict(dtype=dtype, allow_pickle=allow_pickle, safety_checker=safety_checker, cancel=cancel,
+                   on_progress=on_progress)
     try:
         if path.is_dir():
-            pipe = _load_folder(path, dtype, allow_pickle)
+            pipe = _load_folder(path, **options)
         elif path.is_file():
-            pipe = _load_single_file(path, dtype, allow_pickle, config)
+            pipe = _load_single_file(path, config=config, **options)
         elif _HUB_ID.match(model) and not model.startswith("."):
-            pipe = _load_hub(model, dtype, allow_pickle)
+            pipe = _load_folder(hub_snapshot(model, allow_pickle), **options)
         else:
             raise ModelError(
                 f"model '{model}' not found: give a diffusers folder, a .safetensors file or a hub id (org/name)"
             )
-    except (ModelError, BadInputError, torch.OutOfMemoryError):
+    except (ModelError, BadInputError, CancelledError, torch.OutOfMemoryError):
         raise
     except Exception as exc:  # diffusers reports broken files with many error types; the user needs one sentence
         raise ModelError(f"model '{model}' could not be loaded: {_first_line(exc)}") from exc
     pipe = task_pipeline(pipe)  # img2img, inpainting or InstructPix2Pix, as the model's UNet says
     set_scheduler(pipe, scheduler)
     pipe.set_progress_bar_config(disable=True)
-    place_pipeline(pipe, device, low_memory)
+    if place:  # else the caller adds LoRAs, adapters or ControlNets first, then calls place_pipeline
+        place_pipeline(pipe, device, low_memory)
     return pipe
 
 
-def _load_folder(folder: Path, dtype, allow_pickle: bool):
+def _load_folder(folder: Path, dtype, allow_pickle: bool, safety_checker: bool, cancel, on_progress):
     from diffusers import AutoPipelineForImage2Image
 
     index = folder / "model_index.json"
@@ -136,13 +168,39 @@ def _load_folder(folder: Path, dtype, allow_pickle: bool):
             f"the weights of {', '.join(pickled)} in '{folder}' are pickle (.bin) files, which can run code when "
             "loaded; convert them to .safetensors or allow pickle checkpoints explicitly"
         )
+    entries = read_index(folder)
+    skip = set() if safety_checker else {"safety_checker"}
+    use_safetensors = None if pickled else True
+    components = load_components(folder, entries, dtype, use_safetensors, skip, cancel, on_progress)
+    if "requires_safety_checker" in entries and not safety_checker:
+        components["requires_safety_checker"] = False
+    if safety_checker and components.get("safety_checker") is None:
+        log.warning("'%s' has no safety checker; frames are not checked", folder)
     loader = AutoPipelineForImage2Image
-    own_class = json.loads(index.read_text(encoding="utf-8")).get("_class_name")
-    if own_class in EDIT_PIPELINE_CLASSES:  # inpainting and InstructPix2Pix models load as themselves
+    if entries.get("_class_name") in EDIT_PIPELINE_CLASSES:  # inpainting and InstructPix2Pix models load as themselves
         loader = _folder_pipeline_class(folder)
     return loader.from_pretrained(
-        str(folder), **_dtype_kwargs(dtype), local_files_only=True, use_safetensors=None if pickled else True
+        str(folder), **components, **_dtype_kwargs(dtype), local_files_only=True, use_safetensors=use_safetensors
     )
+
+
+def hub_snapshot(repo_id: str, allow_pickle: bool = False) -> Path:
+    """The cached snapshot folder refs/main names for `repo_id` (no network); when not cached and online,
+    the app's checked download (pipeline.hub) fetches what the loader reads first. Either way the
+    folder then gets the same checks as a local folder."""
+    from huggingface_hub import constants
+
+    from pipeline.model_identity import hub_commit
+
+    commit = hub_commit(repo_id)
+    snapshot = Path(constants.HF_HUB_CACHE) / ("models--" + repo_id.replace("/", "--")) / "snapshots" / str(commit)
+    if commit and (snapshot / "model_index.json").is_file():
+        return snapshot
+    if _offline():
+        raise _not_cached(repo_id)
+    from pipeline.hub import download_model
+
+    return download_model(repo_id, allow_pickle=allow_pickle)
 
 
 def trusted_library(library) -> bool:
@@ -173,10 +231,8 @@ def check_component_library(where: str, component: str, library) -> None:
 
 def _check_components(folder: Path, index: Path) -> list[str]:
     """Raise ModelError when a component the index names is missing; return those with only pickle weights."""
-    try:
-        entries = json.loads(index.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"'{index}' is damaged: {_first_line(exc)}") from None
+    refuse_code(folder)
+    entries = read_index(folder)
     check_pipeline_class(str(folder), entries.get("_class_name"))
     pickled = []
     for name, value in entries.items():
@@ -197,7 +253,8 @@ def _check_components(folder: Path, index: Path) -> list[str]:
     return pickled
 
 
-def _load_single_file(path: Path, dtype, allow_pickle: bool, config: str | None):
+def _load_single_file(path: Path, dtype, allow_pickle: bool, config: str | None, safety_checker: bool, cancel,
+                      on_progress):
     import diffusers
 
     if path.suffix in PICKLE_SUFFIXES and not allow_pickle:
@@ -212,12 +269,19 @@ def _load_single_file(path: Path, dtype, allow_pickle: bool, config: str | None)
         pipeline_class = _guess_single_file_class(path)
         kwargs = {}
     else:
+        check_config_folder(config_folder, allow_pickle)
         pipeline_class = _folder_pipeline_class(config_folder)
         kwargs = {"config": str(config_folder)}
     if not hasattr(pipeline_class, "from_single_file"):
         raise ModelError(
             f"{pipeline_class.__name__} models cannot be loaded from a single file; use a diffusers folder"
         )
+    if not safety_checker and "safety_checker" in inspect.signature(pipeline_class.__init__).parameters:
+        kwargs.update(safety_checker=None, requires_safety_checker=False)
+    if cancel is not None and cancel.cancelled:
+        raise CancelledError("loading the model was cancelled")
+    if on_progress is not None:
+        on_progress(path.name, 0, 1)
     try:
         pipe = pipeline_class.from_single_file(
             str(path), **_dtype_kwargs(dtype), local_files_only=config_folder is not None or _offline(), **kwargs
@@ -229,6 +293,8 @@ def _load_single_file(path: Path, dtype, allow_pickle: bool, config: str | None)
                 "(model_index.json, unet/config.json, ...), or connect once so the base model's configs are cached"
             ) from exc
         raise
+    if on_progress is not None:
+        on_progress("", 1, 1)
     return pipe
 
 
@@ -266,33 +332,6 @@ def _guess_single_file_class(path: Path):
             if any(key.startswith("conditioner.embedders.1.") for key in f.keys()):
                 return diffusers.StableDiffusionXLPipeline
     return diffusers.StableDiffusionPipeline
-
-
-def _load_hub(repo_id: str, dtype, allow_pickle: bool):
-    from diffusers import AutoPipelineForImage2Image
-
-    def load(local_files_only: bool):
-        kwargs = dict(**_dtype_kwargs(dtype), local_files_only=local_files_only, use_safetensors=None if allow_pickle else True)
-        try:
-            return AutoPipelineForImage2Image.from_pretrained(repo_id, **kwargs)
-        except ValueError as exc:  # InstructPix2Pix models have no img2img counterpart: load them as themselves
-            if "can't find a pipeline linked" not in str(exc):
-                raise
-            from diffusers import DiffusionPipeline
-
-            return DiffusionPipeline.from_pretrained(repo_id, **kwargs)
-
-    try:
-        return load(local_files_only=True)  # a cached model needs no network at all
-    except Exception as exc:
-        if _offline():
-            raise _not_cached(repo_id) from exc
-    try:
-        return load(local_files_only=False)
-    except Exception as exc:
-        if _is_connection_error(exc):
-            raise _not_cached(repo_id) from exc
-        raise
 
 
 def _not_cached(repo_id: str) -> ModelError:
@@ -340,7 +379,19 @@ def set_scheduler(pipe, name: str) -> None:
     import diffusers
 
     class_name, overrides = SCHEDULERS[name]
-    pipe.scheduler = getattr(diffusers, class_name).from_config(pipe.scheduler.config, **overrides)
+    current = type(pipe.scheduler).__name__
+    if "FlowMatch" in current or "Flow" in str(pipe.scheduler.config.get("_class_name", "")):
+        raise BadInputError(
+            f"the scheduler '{name}' does not fit this model: it is a flow-matching model ({current}), which the "
+            "noise-prediction schedulers cannot drive; use the scheduler 'default'"
+        )
+    prediction = pipe.scheduler.config.get("prediction_type", "epsilon")
+    if prediction not in ("epsilon", "v_prediction", "sample"):
+        raise BadInputError(f"the scheduler '{name}' does not fit this model's '{prediction}' prediction; use 'default'")
+    try:
+        pipe.scheduler = getattr(diffusers, class_name).from_config(pipe.scheduler.config, **overrides)
+    except (ValueError, TypeError, NotImplementedError) as exc:
+        raise BadInputError(f"the scheduler '{name}' does not fit this model: {_first_line(exc)}") from None
 
 
 def place_pipeline(pipe, device: str, low_memory: bool = False) -> None:
@@ -351,7 +402,7 @@ def place_pipeline(pipe, device: str, low_memory: bool = False) -> None:
     if not low_memory:
         try:
             pipe.to(device)
-            if device == "cuda":
+            if device == "cuda" or gpu_path_on_cpu():
                 tune_for_cuda(pipe)
             return
         except torch.OutOfMemoryError:
@@ -372,7 +423,8 @@ def tune_for_cuda(pipe) -> None:
         if isinstance(module, torch.nn.Module):
             module.to(memory_format=torch.channels_last)
     unet = getattr(pipe, "unet", None)
-    if unet is not None and hasattr(unet, "set_attn_processor"):
+    adapters = unet is not None and any("IPAdapter" in type(p).__name__ for p in unet.attn_processors.values())
+    if unet is not None and hasattr(unet, "set_attn_processor") and not adapters:  # keep IP-Adapter processors
         try:
             unet.set_attn_processor(AttnProcessor2_0())  # SDPA (flash / memory-efficient kernels)
         except Exception as exc:  # e.g. a UNet with added-KV attention: keep its own processors

@@ -23,26 +23,35 @@ _kept: dict = {}  # (params, source path, range start, index) -> (Keyframe, exac
 
 
 def keyframe_preview(engine: Engine, reader, index: int, cancel: CancelToken | None = None,
-                     entry: CacheEntry | None = None, on_step=None, start: int = 0) -> tuple[np.ndarray, bool]:
-    """The frame `index` of a keyframe render of the range starting at `start`: (image, from_cache)."""
+                     entry: CacheEntry | None = None, on_step=None, start: int = 0,
+                     size: tuple[int, int] | None = None) -> tuple[np.ndarray, bool]:
+    """The frame `index` of a keyframe render of the range starting at `start`: (image, from_cache).
+
+    With `size` (width, height) the source frames are scaled to it first (a preview at the view's pixel
+    size) and nothing is stored in `entry` (it is still read)."""
     cancel = cancel or CancelToken()
     info = reader.info
+    store = entry if size is None else None
+
+    def source(i: int) -> np.ndarray:
+        frame = reader.frame(i)
+        return frame if size is None else resize_to(frame, size)
     if entry is not None:
         image = entry.load(index)
         if image is not None:
             return image, True
     if index < start:  # a frame before the range: as if a range began there, and not stored in this one
-        start, entry = index, None
+        start, entry, store = index, None, None
     plan = plan_keyframes(info.path, engine.params, start, index + 1, cancel)
-    if entry is not None and entry.read_meta().get("keyframes", {}).get("stop", 0) < plan.stop:
-        entry.write_meta({"keyframes": plan.to_json()})  # the timeline marks them
-    size = engine.output_size(info.width, info.height)
+    if store is not None and store.read_meta().get("keyframes", {}).get("stop", 0) < plan.stop:
+        store.write_meta({"keyframes": plan.to_json()})  # the timeline marks them
+    out = engine.output_size(*(size or (info.width, info.height)))
 
     def keyframe(k: int) -> tuple[Keyframe, bool]:
         image = entry.load(k) if entry is not None else None
         if image is not None:  # what the render made
-            return Keyframe(k, resize_to(reader.frame(k), size), image), True
-        key = (engine.params, str(info.path), start, k)
+            return Keyframe(k, resize_to(source(k), out), resize_to(image, out)), True
+        key = (engine.params, str(info.path), start, k, size)
         if key not in _kept:
             if len(_kept) >= KEPT_KEYFRAMES:
                 _kept.pop(next(iter(_kept)))
@@ -50,17 +59,17 @@ def keyframe_preview(engine: Engine, reader, index: int, cancel: CancelToken | N
         return _kept[key]
 
     def render_alone(k: int) -> tuple[Keyframe, bool]:
-        frame = reader.frame(k)
+        frame = source(k)
         radius = engine.temporal_radius
         lo, hi = max(0, k - radius), min(info.frame_count, k + radius + 1)
-        frames = [reader.frame(i) for i in range(lo, hi)]
+        frames = [source(i) for i in range(lo, hi)]
         ctx = FrameContext(index=k, cancel=cancel, on_step=on_step, neighbors=frames, center=k - lo)
         image = engine.process(frame, ctx)
         # a shot's first keyframe has nothing to carry: the render makes the same frame
         exact = k == plan.shot_of(k) or not is_stateful(engine.params)
-        if exact and entry is not None:
-            entry.store(k, image)
-        return Keyframe(k, resize_to(frame, size), image), exact
+        if exact and store is not None:
+            store.store(k, image)
+        return Keyframe(k, resize_to(frame, out), image), exact
 
     a, b = plan.neighbours(index)
     before, exact_a = keyframe(a)
@@ -70,7 +79,7 @@ def keyframe_preview(engine: Engine, reader, index: int, cancel: CancelToken | N
     fill = None
     if engine.name != "diffusion":
         fill = lambda crop: engine.process(crop, FrameContext(index=index, cancel=cancel))  # noqa: E731
-    image = synthesize(index, resize_to(reader.frame(index), size), before, after, fill)
-    if entry is not None and exact_a and exact_b:
-        entry.store(index, image)
+    image = synthesize(index, resize_to(source(index), out), before, after, fill)
+    if store is not None and exact_a and exact_b:
+        store.store(index, image)
     return image, False

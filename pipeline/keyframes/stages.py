@@ -33,7 +33,7 @@ from pipeline.errors import CancelledError
 from pipeline.events import CancelToken, Event, FrameReady, Step
 from pipeline.keyframes.plan import KeyframePlan
 from pipeline.keyframes.synth import Keyframe, synthesize, warp_sharp
-from pipeline.temporal.stabilizer import Stabilizer, is_stateful, motion
+from pipeline.temporal.stabilizer import Stabilizer, flow_source, is_stateful, motion, propagates_flow
 from pipeline.video import VideoReader
 
 QUEUE_SEGMENTS = 2  # keyframe segments buffered between stages
@@ -53,14 +53,15 @@ class _KeyframeRender:
         self.engine = plan.engine
         self.params = plan.engine.params
         self.ahead = render._computes_ahead(plan) if is_stateful(self.params) else True
-        self.flows = is_stateful(self.params) and self.params.temporal_flow
+        self.flows = is_stateful(self.params) and propagates_flow(self.params)
         self.workers = render._frame_workers(self.engine) if self.ahead else 1
         self._parallel = render._parallel
         self._computed = render._Computed
         self.cached = plan.entry.indices() if plan.entry is not None else set()
         self.keys_q: queue.Queue = queue.Queue(QUEUE_SEGMENTS)
         self.out_q: queue.Queue = queue.Queue(QUEUE_SEGMENTS * (kplan_spacing(kplan) + 1))
-        self.events_q: queue.Queue = queue.Queue()
+        self.events_q: queue.Queue = queue.Queue(render.EVENT_QUEUE)  # bounded, as the per-frame loop's
+        self._offer = render._offer
         self.stop = threading.Event()
         self.failure: list[BaseException] = []
         self.pool = ThreadPoolExecutor(max(self.workers, _cores()), thread_name_prefix="vdiff-keyframes")
@@ -90,11 +91,17 @@ class _KeyframeRender:
             self.failure.append(exc)
             self.stop.set()
         finally:
-            self.events_q.put(_DONE)
+            while True:  # the consumer counts these; it is gone only once stop is set
+                try:
+                    self.events_q.put(_DONE, timeout=0.1)
+                    break
+                except queue.Full:
+                    if self.stop.is_set():
+                        break
 
     def _context(self, index: int, neighbors: list | None = None, center: int = 0) -> FrameContext:
         return FrameContext(index=index, cancel=self.cancel, neighbors=neighbors or [], center=center,
-                            on_step=lambda step, steps: self.events_q.put(Step(index, step, steps)))
+                            on_step=lambda step, steps: self._offer(self.events_q, Step(index, step, steps)))
 
     def _check(self) -> None:
         if self.stop.is_set() or self.cancel.cancelled:
@@ -167,7 +174,7 @@ class _KeyframeRender:
                 before = None
             if from_cache:
                 if stabilizer is not None:
-                    stabilizer.remember(index, image, source)
+                    stabilizer.remember(index, image, flow_source(frame, self.plan.out_size) if self.flows else None)
             elif stabilizer is not None:
                 engine = self._computed(self.engine, image) if self.ahead else self.engine
                 image = stabilizer.process(engine, frame, ctx, flow, previous=previous[0] if previous else None)
@@ -188,8 +195,11 @@ class _KeyframeRender:
         self._put(self.out_q, _DONE)
 
     def store(self) -> None:
+        from pipeline.render import output_timestamps
+
         plan = self.plan
         done, total = 0, plan.end - plan.start
+        stamps = output_timestamps(plan.info, plan.start, plan.end) if self.writer is not None else []
         while True:
             item = self._get(self.out_q)
             if item is _DONE:
@@ -197,13 +207,16 @@ class _KeyframeRender:
             index, result = item
             image, from_cache = result if isinstance(result, tuple) else result.result()
             if plan.entry is not None and not from_cache:
+                if plan.budget is not None:
+                    plan.budget.before_store(image.nbytes)
                 plan.entry.store(index, image)
             if index >= plan.end:  # the keyframe closing the last segment: cached, not output
                 continue
             if self.writer is not None:
-                self.writer.write(image, plan.info.pts[index] - plan.info.pts[plan.start])
+                self.writer.write(image, stamps[index - plan.start])
             done += 1
-            self.events_q.put(FrameReady(index, image, from_cache, done, total))
+            if not self._put(self.events_q, FrameReady(index, image, from_cache, done, total)):  # waits for the consumer
+                return
 
     # -- worker units -----------------------------------------------------------------------------
     def key_unit(self, index, frame, neighbors, center, previous):
@@ -219,7 +232,7 @@ class _KeyframeRender:
         flow = None
         if previous is not None and self.flows:
             size = self.plan.out_size
-            flow = motion(resize_to(previous[1], size), resize_to(frame, size), self.params.flow_blend)
+            flow = motion(flow_source(previous[1], size), flow_source(frame, size), self.params.flow_blend)
         if self.ahead:
             image = self.engine.process(frame, ctx)
         return image, False, flow, ctx

@@ -112,7 +112,7 @@ class CrossFrameAttention:
         vae = pipe.vae
         with torch.inference_mode():
             pixels = torch.cat([pipe.image_processor.preprocess(Image.fromarray(image)) for image in images])
-            pixels = pixels.to(device=vae.device, dtype=vae.dtype)
+            pixels = pixels.to(device=reference_device(pipe), dtype=vae.dtype)
             latents = vae.encode(pixels).latent_dist.mode() * vae.config.scaling_factor
         generator = torch.Generator(device="cpu").manual_seed(seed)
         noise = torch.randn(latents.shape[1:], generator=generator, dtype=torch.float32)
@@ -136,7 +136,7 @@ class CrossFrameAttention:
         noisy = scheduler.add_noise(self._latents, self._noise, steps)
         noisy = scheduler.scale_model_input(noisy.to(sample.device), timestep).to(sample.dtype)
         # batch layout [ref0 x batch, ref1 x batch, ...]; per-sample inputs (prompt embeddings, ...) tiled alike
-        ref_kwargs = {k: _tile(v, batch, count) for k, v in kwargs.items() if k not in ("sample", "timestep")}
+        ref_kwargs = {k: _tile(v, batch, count) for k, v in kwargs.items() if k not in NOT_FOR_REFERENCES}
         self._running_references = True
         for processor in self.processors.values():
             processor.recording, processor.recorded = True, None
@@ -149,9 +149,24 @@ class CrossFrameAttention:
         return None
 
 
+# the current frame's own inputs: a reference is run on its own latents, without the frame's ControlNet residuals
+NOT_FOR_REFERENCES = (
+    "sample", "timestep", "down_block_additional_residuals", "mid_block_additional_residual",
+    "down_intrablock_additional_residuals",
+)
+
+
+def reference_device(pipe) -> torch.device:
+    """Where the references are encoded: the pipeline's execution device. With model offload the VAE's
+    weights sit on the CPU between calls (vae.device is the CPU) while every model runs on the GPU."""
+    return pipe._execution_device
+
+
 def _tile(value, batch: int, count: int):
     if isinstance(value, torch.Tensor) and value.ndim > 0 and value.shape[0] == batch:
         return value.repeat(count, *([1] * (value.ndim - 1)))
     if isinstance(value, dict):
         return {k: _tile(v, batch, count) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):  # IP-Adapter image embeddings: one tensor per adapter
+        return type(value)(_tile(v, batch, count) for v in value)
     return value

@@ -1,17 +1,32 @@
 """Optical flow between input frames, warping along it, and which pixels it can be trusted for.
 
 Flow is OpenCV's DIS (fixed preset, so every measure and render uses the same flow), computed on the
-frames' grey levels. A flow `f` from frame a to frame b says that a's pixel p is b's pixel p + f(p);
+frames' grey levels. Measures (`vdiff metrics`) compute it at the frames' size; renders compute it at
+a reduced size (`flow_size`, longer side at most FLOW_MAX_SIDE) and bring it up with `upsample_flow`:
+the motion of consecutive frames is smooth, and the full-size flow cost more than the style network. A flow `f` from frame a to frame b says that a's pixel p is b's pixel p + f(p);
 `warp(b, f)` therefore brings b into a's place. The occlusion test is the one of Lai et al. 2018
 ("Learning Blind Video Temporal Consistency"), in a's coordinates.
 """
 
 from __future__ import annotations
 
+import os
+from functools import lru_cache
+
 import cv2
 import numpy as np
 
 DIS_PRESET = cv2.DISOPTICAL_FLOW_PRESET_MEDIUM
+
+
+def _flow_side_setting(default: int = 480) -> int:
+    text = os.environ.get("VDIFF_FLOW_SIDE", "").strip()
+    return int(text) if text.isdigit() else default
+
+
+# longer side of a render's flow in pixels (bench/flow_size.py: a warp error within 3-5% of the full-size
+# flow's on 480p to 1080p footage, at 1/3 to 1/17 of its cost); VDIFF_FLOW_SIDE=N overrides, 0: full size
+FLOW_MAX_SIDE = _flow_side_setting()
 
 
 def compute_flow(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -29,16 +44,42 @@ def _grey(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY))
 
 
+def flow_size(width: int, height: int, max_side: int | None = None) -> tuple[int, int]:
+    """The (width, height) a render computes the flow of a width x height frame at (never larger);
+    max_side None: FLOW_MAX_SIDE."""
+    max_side = FLOW_MAX_SIDE if max_side is None else max_side
+    if not max_side or max(width, height) <= max_side:
+        return width, height
+    scale = max_side / max(width, height)
+    return max(8, round(width * scale)), max(8, round(height * scale))
+
+
+def upsample_flow(flow: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A flow computed at a smaller size, brought up to (width, height): resized, its vectors scaled."""
+    h, w = flow.shape[:2]
+    if (w, h) == tuple(size):
+        return flow
+    big = cv2.resize(flow, size, interpolation=cv2.INTER_LINEAR)
+    return cv2.multiply(big, (size[0] / w, size[1] / h, 0.0, 0.0), dst=big)
+
+
 def warp(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
     """`image` (frame b) sampled at p + flow(p): b brought into the place of the flow's first frame.
 
     Bilinear; pixels sampled outside the frame take the nearest border value. Keeps the dtype.
     """
     h, w = flow.shape[:2]
-    grid = np.mgrid[0:h, 0:w].astype(np.float32)
-    map_x = grid[1] + flow[:, :, 0]
-    map_y = grid[0] + flow[:, :, 1]
-    return cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    positions = cv2.add(_grid(h, w), np.ascontiguousarray(flow, dtype=np.float32))  # one HxWx2 map of (x, y)
+    return cv2.remap(image, positions, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+@lru_cache(maxsize=4)
+def _grid(h: int, w: int) -> np.ndarray:
+    """HxWx2 float32: each pixel's (x, y), made once per size (a render warps every frame at one size)."""
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    grid = np.ascontiguousarray(np.dstack([xs, ys]))
+    grid.setflags(write=False)
+    return grid
 
 
 def occlusion_mask(flow_ab: np.ndarray, flow_ba: np.ndarray) -> np.ndarray:

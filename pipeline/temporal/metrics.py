@@ -53,6 +53,11 @@ class FlickerMeter:
     add(index, source, output) takes the source frame (any size; resized to the output's) and the
     output frame, both uint8 RGB, in frame order; a pair is measured when `index` follows the
     previously added index (a gap, or going back, starts a new run). Not thread-safe.
+
+    add(..., motion=event.motion) reuses the flow a consistent render computed for that frame
+    (FrameReady.motion) instead of computing it again: the pair is then measured at the flow's
+    reduced size, which costs a few milliseconds instead of two full-size flows (the score is close
+    to, not equal to, the full-size one; docs/benchmarks.md gives the difference).
     """
 
     def __init__(self) -> None:
@@ -63,17 +68,24 @@ class FlickerMeter:
         self.input_errors: list[float] = []  # E(t) of the input: the floor
         self._last: tuple[int, np.ndarray, np.ndarray] | None = None
 
-    def add(self, index: int, source: np.ndarray, output: np.ndarray) -> float | None:
-        """Add a frame; return the running mean warp error of the output (None before the first pair)."""
+    def add(self, index: int, source: np.ndarray, output: np.ndarray, motion=None) -> float | None:
+        """Add a frame; return the running mean warp error of the output (None before the first pair).
+
+        `motion`: the render's pipeline.temporal.stabilizer.Motion from the previous frame to this one."""
         source = resize_to(source, (output.shape[1], output.shape[0]))
         last = self._last
         self._last = (index, source, output)
         if last is not None and last[0] == index - 1:
             _, previous_source, previous_output = last
-            flow, back = flow_pair(previous_source, source)
+            if motion is None:
+                flow, back = flow_pair(previous_source, source)
+                frames = previous_source, source, previous_output, output
+            else:  # the render's flow, at its size
+                flow, back = motion.from_previous, motion.to_previous
+                frames = [resize_to(f, motion.size) for f in (previous_source, source, previous_output, output)]
             visible = ~occlusion_mask(flow, back)
-            self.output_errors.append(warp_error(previous_output, output, flow, visible))
-            self.input_errors.append(warp_error(previous_source, source, flow, visible))
+            self.output_errors.append(warp_error(frames[2], frames[3], flow, visible))
+            self.input_errors.append(warp_error(frames[0], frames[1], flow, visible))
         return self.score
 
     @property

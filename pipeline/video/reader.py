@@ -12,6 +12,7 @@ import av
 import numpy as np
 
 from pipeline.errors import BadInputError
+from pipeline.profile import stage_iter
 from pipeline.video.probe import VideoInfo, open_container, probe
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ class VideoReader:
 
     # -- streaming ----------------------------------------------------------------------------
 
+    @stage_iter("decode")
     def iter_frames(self, start: int = 0, end: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
         """Yield (index, image) for start <= index < end, in order, each exactly once."""
         start, end = self._check_range(start, end)
@@ -94,7 +96,7 @@ class VideoReader:
         if self.repaired:
             log.warning("%s: %d damaged frame(s) replaced by their neighbour", self.path.name, self.repaired)
 
-    def _open_at(self, index: int):
+    def _open_at(self, index: int, raw: bool = False):
         """A container and a decoder positioned at the keyframe at or before `index`.
 
         A seek can land past the wanted frame (MPEG-TS, B-frames: the keyframe's packet comes before
@@ -108,15 +110,15 @@ class VideoReader:
             stream.thread_type = "AUTO"
             if target > 0:
                 container.seek(self.info.pts[target], stream=stream, backward=True)
-            decoded = self._decode_indexed(container, stream)
+            decoded = self._decode_indexed(container, stream, raw)
             first = next(decoded, None)
             if target <= 0 or (first is not None and first[0] <= index):
                 return container, itertools.chain([first] if first is not None else [], decoded)
             container.close()
         raise AssertionError("unreachable: the last attempt decodes from the start")
 
-    def _decode_indexed(self, container, stream) -> Iterator[tuple[int, np.ndarray]]:
-        """Decode packet by packet so one damaged packet does not end the stream."""
+    def _decode_indexed(self, container, stream, raw: bool = False) -> Iterator[tuple[int, np.ndarray]]:
+        """Decode packet by packet so one damaged packet does not end the stream (raw: av.VideoFrames)."""
         info = self.info
         counter = 0
         for packet in container.demux(stream):
@@ -129,7 +131,7 @@ class VideoReader:
                 if index is None or (index < counter < info.frame_count and info.pts[counter] == frame.pts):
                     index = counter  # no timestamp, or the next of several frames sharing one
                 counter = index + 1
-                yield index, frame_to_rgb(frame, info.bit_depth, info.rotation)
+                yield index, frame if raw else frame_to_rgb(frame, info.bit_depth, info.rotation)
 
     # -- random access -------------------------------------------------------------------------
 
@@ -145,6 +147,10 @@ class VideoReader:
             self._seek(index)
         image = None
         for got_index, got in self._decoder:
+            if got_index < index - self._cache_frames:
+                self._next_index = got_index + 1
+                continue  # would leave the cache before it is used: not worth its RGB conversion
+            got = frame_to_rgb(got, self.info.bit_depth, self.info.rotation)
             self._remember(got_index, got)
             self._next_index = got_index + 1
             if got_index >= index:
@@ -157,7 +163,7 @@ class VideoReader:
     def _seek(self, index: int) -> None:
         if self._container is not None:
             self._container.close()
-        self._container, self._decoder = self._open_at(index)
+        self._container, self._decoder = self._open_at(index, raw=True)  # converted to RGB by frame()
         self._next_index = -1
 
     def _remember(self, index: int, image: np.ndarray) -> None:

@@ -18,6 +18,7 @@ import av
 import numpy as np
 
 from pipeline.errors import BadInputError, OutputError, VerificationError
+from pipeline.profile import stage
 from pipeline.request import OutputSpec
 from pipeline.video import output_target
 from pipeline.video.audio import COPYABLE_AUDIO, SYNC_TOLERANCE, AudioTrack, ExpectedAudio, audio_plan
@@ -132,6 +133,7 @@ class VideoWriter:
             self.expected_audio.append(expected)
         self.audio_copied = bool(self._audio) and all(track.copied for track in self._audio)
 
+    @stage("encode")
     def write(self, image: np.ndarray, pts: int) -> None:
         """Add a frame shown at `pts` (in time_base units, 0 = the first output frame)."""
         if pts <= self.last_pts:
@@ -162,6 +164,7 @@ class VideoWriter:
         self.frames += 1
         self.last_pts = pts
 
+    @stage("encode")
     def close(self) -> None:
         """Flush and close the partial output; nothing is moved yet."""
         try:

@@ -2,7 +2,7 @@
 
 import pytest
 from gui_helpers import open_clip
-from PySide6.QtWidgets import QPushButton
+from PySide6.QtWidgets import QLabel, QPushButton
 
 from pipeline.video import probe
 from vdiff_gui.widgets.dialogs import verification_lines
@@ -50,10 +50,14 @@ def test_export_png_sequence_without_audio_and_a_bad_path_is_refused(window, qtb
     dialog.set_format("prores")
     assert dialog.path.text().endswith(".mov") and not dialog.crf.isEnabled()
     dialog.path.setText(str(tmp_path / "missing-folder" / "x.mov"))
-    with qtbot.waitSignal(window.jobs.failed, timeout=10000) as failed:
-        dialog.accept()
-    assert "does not exist" in failed.args[0]
-    assert "does not exist" in window.banner.label.text() and window.banner.isVisible()
+    dialog.accept()  # refused inside the dialog, which stays open; nothing starts
+    error = dialog.findChild(QLabel, "exportError")
+    assert dialog.isVisible() and error.isVisible() and "does not exist" in error.text()
+    assert dialog.windowTitle() == "Export" and not window.jobs.busy and not window.banner.isVisible()
+    dialog.path.setText(str(tmp_path / "x.mp4"))
+    dialog.accept()
+    assert "ProRes goes in a .mov file" in error.text() and dialog.isVisible()
+    dialog.reject()
     dialog = window.open_export_dialog()
     dialog.set_format("png")
     assert not dialog.audio.isEnabled()

@@ -45,7 +45,8 @@ def test_render_gives_progress_in_order_and_a_complete_cache(window, qtbot, smal
     qtbot.waitUntil(lambda: window.jobs.job_state == "idle" and window.timeline.rendered_count >= 10)
     assert "done: 10 frames" in window.render_bar.status.text()
     # the after view followed the render to its last frame, which is the cached one
-    assert window.compare.after_view.frame_index == 12
+    assert window.state.frame == 12 and window.actions["follow_render"].isChecked()
+    qtbot.waitUntil(lambda: window.compare.after_view.frame_index == 12)
     assert np.array_equal(shown_pixels(window.compare.after_view), cache_entry(small_clip, window.state.params, 3).load(12))
 
 
@@ -98,7 +99,11 @@ def test_closing_during_an_export_stops_the_worker_and_leaves_no_file(make_windo
     assert not window.close()
     assert window.isVisible() and window.worker.isRunning() and window.jobs.busy
     window.auto_answer = True
-    assert window.close()
+    window.close()  # does not block: the window says "closing…" until the worker has stopped
+    assert window.closing and "closing…" in window.windowTitle() and window.banner.isVisible()
+    assert window.banner.label.text().startswith("Closing… waiting for the render")
+    assert not window.centralWidget().isEnabled()
+    qtbot.waitUntil(lambda: not window.isVisible(), timeout=10000)
     assert not window.worker.isRunning()
     assert list(out.iterdir()) == []  # neither the file nor a partial temp file
 
@@ -123,7 +128,7 @@ def test_worker_previews_latest_wins(qtbot, small_clip):
     assert not worker.isRunning()
 
 
-def test_flicker_meter_shows_the_same_number_as_vdiff_metrics(window, qtbot, small_clip, tmp_path):
+def test_flicker_meter_gives_vdiff_metrics_number_on_its_sampled_pairs(window, qtbot, small_clip, tmp_path):
     import json
     import subprocess
     import sys
@@ -138,13 +143,18 @@ def test_flicker_meter_shows_the_same_number_as_vdiff_metrics(window, qtbot, sma
         window.render_bar.render_button.click()
     qtbot.waitUntil(lambda: window.render_bar.score is not None)
     assert window.render_bar.flicker.text().startswith("flicker ")
+    qtbot.waitUntil(lambda: window.render_bar.pairs == len(window.worker.flicker_pairs))
+    sampled = list(window.worker.flicker_pairs)  # first frame of each pair the meter's thread measured
+    assert sampled and sampled[0] == 2 and all(b - a >= 4 for a, b in zip(sampled, sampled[1:]))
     # the same frames, exported losslessly from the cache, measured by the CLI
     frames = tmp_path / "frames"
     request = RenderRequest(small_clip, window.state.params, 2, 12, OutputSpec(frames, codec="png"))
     assert list(render_frames(request))[-1].rendered == 0  # all from the cache the GUI filled
-    result = subprocess.run([sys.executable, "-m", "pipeline", "metrics", str(small_clip), str(frames), "--start", "2"],
+    result = subprocess.run([sys.executable, "-m", "pipeline", "metrics", str(small_clip), str(frames), "--start", "2", "--per-frame"],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     measured = json.loads(result.stdout)["warp_error"]
     assert measured["pairs"] == 9
-    assert window.render_bar.score == pytest.approx(measured["output"], rel=1e-9)
+    # the clip is smaller than the meter's 320 px: its sampled pairs are vdiff metrics' pairs, exactly
+    expected = np.mean([measured["output_per_pair"][index - 2] for index in sampled])
+    assert window.render_bar.score == pytest.approx(expected, rel=1e-9)

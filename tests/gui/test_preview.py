@@ -15,11 +15,12 @@ def test_scrub_shows_the_source_frame_and_the_cores_stylized_frame(window, qtbot
     wait_stylized(qtbot, window, 0)
     timeline = window.findChild(type(window.timeline), "timeline")
     index = 30
-    qtbot.mouseClick(timeline, Qt.MouseButton.LeftButton, pos=QPoint(int(timeline.x_of(index + 0.5)), timeline.height() // 2))
+    with window.preview.slicer.force_sync():  # the slicer reads on this thread: the frame is there at once
+        qtbot.mouseClick(timeline, Qt.MouseButton.LeftButton, pos=QPoint(int(timeline.x_of(index + 0.5)), timeline.height() // 2))
     assert window.state.frame == index
     before = window.findChild(type(window.compare.before_view), "beforeView")
     after = window.findChild(type(window.compare.after_view), "afterView")
-    # the original at once (before any preview arrives), frame-accurately
+    # the original first (before any preview arrives), frame-accurately
     assert before.frame_index == index
     with VideoReader(sample_clip) as reader:
         assert np.array_equal(shown_pixels(before), reader.frame(index))
@@ -57,8 +58,11 @@ def test_cached_frames_appear_at_once(window, qtbot, small_clip):
     requested = window.preview.previews_requested
     for index in (3, 9, 15):
         window.state.set_frame(index)
-        # shown in the same event-loop turn, read from the cache: no request to the worker
-        assert window.compare.after_view.frame_index == index and not window.compare.after_view.showing_original
+        # read from the cache by the frame slicer, off the GUI thread: no request to the worker
+        wait_stylized(qtbot, window, index, timeout=5000)
+    with window.preview.slicer.force_sync():
+        window.state.set_frame(4)
+        assert window.compare.after_view.frame_index == 4 and not window.compare.after_view.showing_original
     assert window.preview.previews_requested == requested
 
 

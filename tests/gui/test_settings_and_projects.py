@@ -58,9 +58,10 @@ def test_project_save_and_open_resumes_the_render(make_window, qtbot, small_clip
     qtbot.waitUntil(lambda: not window.jobs.busy)
     window.state.set_frame(4)
     path = window.documents.save_project(tmp_path / "scene")
-    assert path == tmp_path / "scene.vdiff" and window.windowTitle().endswith("scene.vdiff")
+    assert path == tmp_path / "scene.vdiff" and window.windowTitle().endswith("scene.vdiff[*]")
+    assert not window.isWindowModified()  # saved: no unsaved-changes mark
     data = json.loads(path.read_text())
-    assert data["version"] == 1 and data["params"]["style"] == "5" and (data["in"], data["out"]) == (3, 8)
+    assert data["version"] == 2 and data["params"]["style"] == "5" and (data["in"], data["out"]) == (3, 8)
     assert window.close()
 
     reopened = make_window()

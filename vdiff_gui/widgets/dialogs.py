@@ -83,3 +83,18 @@ def confirm(parent: QWidget, title: str, text: str, auto_answer: bool | None = N
     answer = QMessageBox.question(parent, title, text, QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
                                   QMessageBox.StandardButton.No)
     return answer == QMessageBox.StandardButton.Yes
+
+
+def ask_save_changes(parent: QWidget, name: str, auto_answer: str | None = None) -> str:
+    """"save", "discard" or "cancel" for unsaved work; `auto_answer` (or VDIFF_AUTO_ANSWER: yes is
+    discard, no is cancel) answers without showing anything."""
+    if auto_answer is None:
+        env = os.environ.get("VDIFF_AUTO_ANSWER", "").strip().lower()
+        auto_answer = {"yes": "discard", "no": "cancel"}.get(env)
+    if auto_answer is not None:
+        return auto_answer
+    buttons = QMessageBox.StandardButton
+    answer = QMessageBox.warning(parent, "Save changes?",
+                                 f"{name} has changes that are not saved in a project. Save them before closing?",
+                                 buttons.Save | buttons.Discard | buttons.Cancel, buttons.Save)
+    return {buttons.Save: "save", buttons.Discard: "discard"}.get(answer, "cancel")

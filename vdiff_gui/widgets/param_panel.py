@@ -16,11 +16,15 @@ from PySide6.QtWidgets import (
     QPushButton, QScrollArea, QSlider, QSpinBox, QVBoxLayout, QWidget,
 )
 
-from pipeline.request import CLASSICAL_LOOKS, ENGINE_FIELDS, ENGINES, KEYFRAME_MODES, StyleParams
+from pipeline.engines.base import fit_size
+from pipeline.errors import VdiffError
+from pipeline.request import CLASSICAL_LOOKS, ENGINE_FIELDS, ENGINES, KEYFRAME_MODES, MAX_DENOISE_STRENGTH, StyleParams
+from vdiff_gui.engine_switch import engine_change
 from vdiff_gui.presets import PresetStore
 from vdiff_gui.project_state import ProjectState
 from vdiff_gui.settings import DEVICES
 from vdiff_gui.tasks import run_blocking, start_task
+from vdiff_gui.widgets.conditioning_lists import ControlNetList, LoraList
 from vdiff_gui.widgets.model_picker import ModelPicker
 from vdiff_gui.widgets.preset_bar import PresetBar
 from vdiff_gui.widgets.region_editor import PromptKeys, RegionEditor
@@ -34,6 +38,7 @@ ENGINE_LABELS = {
 ALWAYS = ("engine", "strength", "max_side", "device", "mask_anchors", "mask_feather")
 DIFFUSION_EXTRA = ("allow_pickle", "low_memory", "prompt_keys", "image_guidance")
 KEYFRAME_ROWS = ("keyframe_interval", "keyframes")  # every engine (pipeline.keyframes)
+LEARNED_CONTROLS = ("depth", "lineart", "softedge")  # preprocessors that need the annotator field
 COLOR_ANCHOR = {"auto": None, "on": True, "off": False}
 FIELDS = {f.name for f in dataclasses.fields(StyleParams)}
 
@@ -72,6 +77,7 @@ class ParamPanel(QScrollArea):
         self._schedulers_requested = False  # their module imports torch: only once diffusion is chosen
         self._build()
         state.params_changed.connect(self._on_params_changed)
+        state.clip_changed.connect(lambda _info: self._show_noise_estimate(state.params))
         self._on_params_changed(state.params)
         scrollbar = self.verticalScrollBar().sizeHint().width()
         self.setMinimumWidth(max(400, body.minimumSizeHint().width() + scrollbar + 6))
@@ -143,7 +149,7 @@ class ParamPanel(QScrollArea):
         self.engine.setObjectName("engineCombo")
         for name in ENGINES:
             self.engine.addItem(ENGINE_LABELS.get(name, name), name)
-        self.engine.activated.connect(lambda i: s.edit(engine=self.engine.itemData(i)))
+        self.engine.activated.connect(lambda i: s.edit(**engine_change(s.params, self.engine.itemData(i))))  # + its strength
         self._add("engine", "Engine", self.engine, lambda v: self.engine.setCurrentIndex(self.engine.findData(v)))
 
         # fast-style
@@ -173,6 +179,7 @@ class ParamPanel(QScrollArea):
         # classical
         self._combo("look", "Look", CLASSICAL_LOOKS)
         self._spin("denoise_window", "Window", 1, 15, step=2, suffix=" frames")
+        self._denoise_strength_row()
         # diffusion
         self.model = ModelPicker()
         self.model.model_chosen.connect(lambda text: s.edit(model=text))
@@ -209,6 +216,25 @@ class ParamPanel(QScrollArea):
         self.scheduler.addItem("default")
         self.scheduler.activated.connect(lambda i: s.edit(scheduler=self.scheduler.itemText(i)))
         self._add("scheduler", "Scheduler", self.scheduler, self._show_scheduler)
+        # conditioning (issue #12): ControlNets, LoRAs, the style picture through an IP-Adapter
+        self.controlnets = ControlNetList()
+        self.controlnets.setObjectName("controlNetList")
+        self.controlnets.edited.connect(lambda specs: s.edit(controlnets=specs))
+        self._add("controlnets", "ControlNets", self.controlnets, self.controlnets.set_specs)
+        self._line("annotator", "Annotator", "depth model folder or hub id")
+        self.loras = LoraList()
+        self.loras.setObjectName("loraList")
+        self.loras.edited.connect(lambda specs: s.edit(loras=specs))
+        self._add("loras", "LoRAs", self.loras, self.loras.set_specs)
+        self.ip_adapter = QLineEdit()
+        self.ip_adapter.setPlaceholderText("adapter .safetensors (image_encoder/ beside it) or hub id")
+        self.ip_adapter.editingFinished.connect(lambda: s.edit(ip_adapter=self.ip_adapter.text().strip()))
+        browse_ip = QPushButton("Browse…")
+        browse_ip.clicked.connect(self._choose_ip_adapter)
+        self._add("ip_adapter", "IP-Adapter", _row(self.ip_adapter, browse_ip),
+                  lambda v: self.ip_adapter.text() != v and self.ip_adapter.setText(v))
+        self._fraction("ip_adapter_scale", "Style weight")
+        self._check("safety_checker", "Safety", "run the model's safety checker")
         self._check("shared_noise", "Noise", "the same noise for every frame")
         self._check("cross_frame_attention", "Attention", "look at the first and previous frames")
         self._check("low_memory", "Memory", "lower memory (slower)")
@@ -240,6 +266,44 @@ class ParamPanel(QScrollArea):
         self.device = self._combo("device", "Device", DEVICES)
         self.device.setObjectName("deviceCombo")
 
+    # the denoiser's noise level: the clip's estimate, shown beside the spin box that overrides it
+    def _denoise_strength_row(self) -> None:
+        spin = QDoubleSpinBox()
+        spin.setRange(0.0, MAX_DENOISE_STRENGTH)
+        spin.setSingleStep(1.0)
+        spin.setDecimals(1)
+        spin.setSpecialValueText("auto")  # 0: the clip's estimate
+        spin.setKeyboardTracking(False)
+        spin.valueChanged.connect(lambda v: self.state.edit(denoise_strength=round(v, 1) or None))
+        self.noise_estimate = QLabel()
+        self.noise_estimate.setObjectName("noiseEstimate")
+        self._noise_shown_for: tuple | None = None
+        self._add("denoise_strength", "Noise σ", _row(spin, self.noise_estimate), lambda v: spin.setValue(v or 0.0))
+
+    def _show_noise_estimate(self, p: StyleParams) -> None:
+        """Estimate the clip's noise in the background when the denoise look is on (once per clip and size)."""
+        info = self.state.info
+        if p.engine != "classical" or p.look != "denoise" or info is None:
+            return
+        size = fit_size(info.width, info.height, p.max_side)
+        if self._noise_shown_for == (info.path, size):
+            return
+        self._noise_shown_for = (info.path, size)
+        self.noise_estimate.setText("estimating…")
+        start_task(self._estimate_noise(info.path, size))
+
+    async def _estimate_noise(self, path, size) -> None:
+        from pipeline.denoise import clip_noise
+
+        try:
+            model = await run_blocking(clip_noise, path, size)
+        except (OSError, VdiffError) as exc:
+            text = f"no estimate: {exc}"
+        else:
+            text = f"clip: {model.describe()}"
+        if self._noise_shown_for == (path, size):  # still the clip and size shown
+            self.noise_estimate.setText(text)
+
     def _show_scheduler(self, name: str) -> None:
         if self.scheduler.findText(name) < 0:
             self.scheduler.addItem(name)
@@ -265,6 +329,11 @@ class ParamPanel(QScrollArea):
         if text and text != self.state.params.style:
             self.state.edit(style=text, style_image=None)
 
+    def _choose_ip_adapter(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "IP-Adapter", "", "IP-Adapter weights (*.safetensors)")
+        if path:
+            self.state.edit(ip_adapter=path)
+
     def _choose_style_image(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Style image", "", "Images (*.png *.jpg *.jpeg *.webp *.bmp)")
         if path:
@@ -288,8 +357,17 @@ class ParamPanel(QScrollArea):
             if not self._schedulers_requested:
                 self._schedulers_requested = True
                 self.load_scheduler_names()
+        if p.engine == "diffusion":
+            if not any(net.control in LEARNED_CONTROLS for net in p.controlnets):
+                visible.discard("annotator")
+            if not p.ip_adapter:
+                visible.discard("ip_adapter_scale")
         if p.engine == "classical" and p.look != "denoise":
             visible.discard("denoise_window")
+            visible.discard("denoise_strength")
+        if p.engine == "classical" and p.look == "denoise":  # its own temporal stage replaces propagation
+            visible -= {"temporal_flow", "flow_blend"}
+            self._show_noise_estimate(p)
         if not getattr(p, "temporal_flow", True):
             visible.discard("flow_blend")
         if not p.mask_anchors and not p.mask:

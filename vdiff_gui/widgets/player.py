@@ -4,6 +4,7 @@ A QElapsedTimer is the clock; once the audio (QMediaPlayer + QAudioOutput) is re
 position becomes the master and the clock is re-anchored to it when they drift apart. Each tick shows
 the frame due *now*: a frame that could not be drawn in time is dropped, so the picture never drifts.
 Playback loops over the in/out range. Frames not rendered yet show the original with a marker.
+`rate` is the shuttle speed (J/K/L): 1.0 plays with sound; other rates, backwards included, are silent.
 """
 
 from __future__ import annotations
@@ -25,11 +26,13 @@ _audio_unavailable = False  # QtMultimedia failed to load once: do not try again
 
 class PlaybackController(QObject):
     playing_changed = Signal(bool)
+    rate_changed = Signal(float)
 
     def __init__(self, state: ProjectState, parent: QObject | None = None):
         super().__init__(parent)
         self.state = state
         self.playing = False
+        self.rate = 1.0  # frames of clip time per frame of wall time; negative plays backwards
         self.dropped = 0  # frames skipped to keep time (a diagnostic)
         self._timer = QTimer(self)
         self._timer.setTimerType(Qt.TimerType.PreciseTimer)
@@ -47,22 +50,43 @@ class PlaybackController(QObject):
         state.frame_changed.connect(self._on_frame_changed)
 
     def toggle(self) -> None:
-        self.stop() if self.playing else self.play()
+        self.stop() if self.playing else self.play(1.0)  # Space: forwards at normal speed, whatever J/L did
 
-    def play(self) -> None:
+    def play(self, rate: float | None = None) -> None:
         info = self.state.info
+        if rate is not None and rate != self.rate:
+            self.rate = rate
+            self.rate_changed.emit(rate)
         if info is None or self.playing:
             return
         if not self._times:
             self._times = [info.frame_time(i) for i in range(info.frame_count)]
-        if self.state.frame >= self.state.out_point:
+        if self.rate > 0 and self.state.frame >= self.state.out_point:
             self.state.set_frame(self.state.in_point)
+        elif self.rate < 0 and self.state.frame <= self.state.in_point:
+            self.state.set_frame(self.state.out_point)
         self.playing = True
         self.dropped = 0
         self._restart_clock(self._times[self.state.frame])
         self._start_audio(self._anchor)
         self._timer.start()
         self.playing_changed.emit(True)
+
+    def set_rate(self, rate: float) -> None:
+        """Shuttle: play at `rate` (0 stops); a change while playing goes on from the frame shown."""
+        if rate == 0:
+            self.stop()
+            return
+        if not self.playing:
+            self.play(rate)
+            return
+        self.rate = rate
+        self.rate_changed.emit(rate)
+        self._restart_clock(self._times[self.state.frame])
+        if rate == 1.0:
+            self._start_audio(self._anchor)
+        elif self._player is not None:
+            self._player.pause()
 
     def stop(self) -> None:
         if not self.playing:
@@ -78,8 +102,8 @@ class PlaybackController(QObject):
         self._clock.restart()
 
     def _now(self) -> float:
-        now = self._anchor + self._clock.elapsed() / 1000.0
-        if self._player is not None and self._player.playbackState() == self._player.PlaybackState.PlayingState:
+        now = self._anchor + self.rate * self._clock.elapsed() / 1000.0
+        if self.rate == 1.0 and self._player is not None and self._player.playbackState() == self._player.PlaybackState.PlayingState:
             position = self._player.position()
             self._audio_live = self._audio_live or position != self._audio_start_ms
             if self._audio_live:  # only once the audio really moves: a silent sink must not freeze the picture
@@ -92,6 +116,9 @@ class PlaybackController(QObject):
     def _tick(self) -> None:
         now = self._now()
         index = bisect.bisect_right(self._times, now) - 1
+        if self.rate < 0:
+            self._tick_backwards(now, index)
+            return
         if index > self.state.out_point:  # loop over the in/out range
             if self.state.frame == self.state.in_point:
                 self._on_frame_changed(self.state.in_point)
@@ -100,6 +127,20 @@ class PlaybackController(QObject):
             return
         if index > self.state.frame:
             self.dropped += index - self.state.frame - 1
+            self._ticking = True
+            try:
+                self.state.set_frame(index)
+            finally:
+                self._ticking = False
+
+    def _tick_backwards(self, now: float, index: int) -> None:
+        if now < self._times[self.state.in_point]:  # loop back to the out point
+            self.state.set_frame(self.state.out_point)
+            if self.state.frame == self.state.out_point:
+                self._restart_clock(self._times[self.state.out_point])
+            return
+        if index < self.state.frame:
+            self.dropped += self.state.frame - index - 1
             self._ticking = True
             try:
                 self.state.set_frame(index)
@@ -120,6 +161,8 @@ class PlaybackController(QObject):
 
     def _start_audio(self, seconds: float) -> None:
         info = self.state.info
+        if self.rate != 1.0:  # shuttle speeds play silently
+            return
         if info is None or not info.has_audio or _audio_unavailable or os.environ.get("VDIFF_NO_AUDIO"):
             return
         if self._player is None and not self._make_player():

@@ -2,7 +2,8 @@
 
 Swatches are rendered once in the background through the same engine a render uses (on the CPU, its
 own instance: the fast-style networks are small ONNX sessions, not the worker's model) and kept in the
-user cache folder, so later launches show them at once.
+user cache folder, so later launches show them at once. They are made at the screen's device pixel
+ratio (88 px for a 44 px button on a 2x screen), so they are never upscaled.
 """
 
 from __future__ import annotations
@@ -29,15 +30,17 @@ SWATCH = 44
 COLUMNS = 6
 
 
-def swatch_dir() -> Path:
-    return cache_dir().parent / "swatches" / f"v1-{SWATCH}"
+def swatch_dir(size: int = SWATCH) -> Path:
+    return cache_dir().parent / "swatches" / f"v1-{size}"
 
 
-def swatch_source() -> np.ndarray:
+def swatch_source(size: int = SWATCH) -> np.ndarray:
     """A tiny landscape (sky, sun, hills, a house) that shows off each style's colours and strokes."""
-    image = QImage(SWATCH * 2, SWATCH * 2, QImage.Format.Format_RGB888)
+    side = max(2 * SWATCH, 2 * size)
+    image = QImage(side, side, QImage.Format.Format_RGB888)
     painter = QPainter(image)
     painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+    painter.scale(side / (2 * SWATCH), side / (2 * SWATCH))  # drawn in 88-px coordinates
     sky = QLinearGradient(0, 0, 0, image.height())
     sky.setColorAt(0, QColor(90, 150, 230))
     sky.setColorAt(1, QColor(250, 220, 170))
@@ -57,8 +60,8 @@ def swatch_source() -> np.ndarray:
     return qimage_to_array(image)
 
 
-def render_swatches(folder: Path, source: np.ndarray) -> list[np.ndarray]:
-    """Each built-in style on `source`, SWATCH px square, read from `folder` or rendered and stored there."""
+def render_swatches(folder: Path, source: np.ndarray, size: int = SWATCH) -> list[np.ndarray]:
+    """Each built-in style on `source`, `size` px square, read from `folder` or rendered and stored there."""
     folder.mkdir(parents=True, exist_ok=True)
     swatches = []
     for style in range(NUM_STYLES):
@@ -73,7 +76,7 @@ def render_swatches(folder: Path, source: np.ndarray) -> list[np.ndarray]:
             out = engine.process(source, FrameContext(index=0))
         finally:
             engine.close()
-        out = cv2.resize(out, (SWATCH, SWATCH), interpolation=cv2.INTER_AREA)
+        out = cv2.resize(out, (size, size), interpolation=cv2.INTER_AREA)
         temp = path.with_suffix(".tmp.png")
         cv2.imwrite(str(temp), np.ascontiguousarray(out[:, :, ::-1]))
         temp.replace(path)
@@ -123,14 +126,18 @@ class StyleGrid(QWidget):
         start_task(self._load())
 
     async def _load(self) -> None:
+        ratio = self.devicePixelRatioF()
+        size = round(SWATCH * ratio)
         try:
-            swatches = await run_blocking(render_swatches, swatch_dir(), swatch_source())
+            swatches = await run_blocking(render_swatches, swatch_dir(size), swatch_source(size), size)
         except Exception as exc:  # swatches are a convenience: keep the numbered grid
             log.warning("could not make the style swatches: %s", exc)
             return
         try:
             for button, swatch in zip(self.buttons, swatches):
-                button.setIcon(QIcon(QPixmap.fromImage(array_to_qimage(swatch))))
+                pixmap = QPixmap.fromImage(array_to_qimage(swatch))
+                pixmap.setDevicePixelRatio(ratio)  # SWATCH logical px, one swatch pixel per device pixel
+                button.setIcon(QIcon(pixmap))
         except RuntimeError:  # the window closed while the swatches were rendering
             return
         self.ready = True

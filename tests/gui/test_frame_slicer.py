@@ -1,0 +1,127 @@
+"""The frame slicer (off-thread reads, latest wins, view-size frames, playback's ring), the proxy in the window, Follow Render."""
+
+import numpy as np
+import pytest
+from gui_helpers import open_clip, shown_pixels, wait_stylized
+from PySide6.QtCore import QPoint, Qt
+
+from pipeline.cache import CacheEntry
+from pipeline.engines.base import resize_to
+from pipeline.video import VideoReader, probe
+from vdiff_gui.frame_slicer import PLAYBACK, FrameSlicer
+from vdiff_gui.images import qimage_to_array
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture
+def slicer(qapp, small_clip):
+    made = FrameSlicer()
+    made.set_source(probe(small_clip))
+    yield made
+    made.close()
+
+
+def test_frames_come_scaled_to_the_view_with_the_cached_stylized_frame(slicer, small_clip, tmp_path):
+    (tmp_path / "entry").mkdir()
+    entry = CacheEntry(tmp_path / "entry")
+    stylized = np.full((64, 96, 3), 77, np.uint8)
+    entry.store(5, stylized)
+    slicer.set_entry(entry)
+    slicer.set_display_size((48, 40))  # 96x64 fits as 48x32
+    got = []
+    slicer.frame_sliced.connect(got.append)
+    with slicer.force_sync():
+        slicer.request(5)
+        slicer.request(6)
+    five, six = got
+    with VideoReader(small_clip) as reader:
+        assert np.array_equal(qimage_to_array(five.before), resize_to(reader.frame(5), (48, 32)))
+    assert np.array_equal(qimage_to_array(five.after), np.full((32, 48, 3), 77, np.uint8))
+    assert six.after is None  # not in the cache
+
+
+def test_the_newest_request_wins(slicer, qtbot):
+    got = []
+    slicer.frame_sliced.connect(got.append)
+    for index in range(16):
+        slicer.request(index)
+    assert slicer.wait_until_idle()
+    qtbot.waitUntil(lambda: bool(got) and got[-1].index == 15)
+    qtbot.wait(100)
+    assert [f.index for f in got][-1] == 15 and len(got) < 16  # superseded requests were dropped
+    assert all(f.serial == slicer.latest_serial for f in got)
+
+
+def test_playback_decodes_ahead_in_order_and_loops(slicer, qtbot):
+    slicer.play(10, 8, 15)
+    frames = []
+    for index in (10, 11, 12, 13, 14, 15, 8, 9):
+        qtbot.waitUntil(lambda: (frame := slicer.take(index)) is not None and frames.append(frame) is None)
+    assert [f.index for f in frames] == [10, 11, 12, 13, 14, 15, 8, 9]
+    assert all(f.serial == PLAYBACK and not f.before.isNull() for f in frames)
+    # frames the clock passed are discarded: the next one due comes next
+    slicer.play(2, 0, 15)
+    qtbot.waitUntil(lambda: slicer.take(2) is not None)
+    qtbot.waitUntil(lambda: (frame := slicer.take(14)) is not None and frames.append(frame) is None)
+    assert frames[-1].index == 14
+    slicer.stop_playback()
+
+
+def test_a_large_clip_is_scrubbed_from_its_proxy(make_window, qtbot, sample_clip):
+    window = make_window()
+    window.proxies.box = (160, 90)  # the 320x180 sample is "large" next to this box
+    open_clip(qtbot, window, sample_clip)
+    qtbot.waitUntil(lambda: window.preview.proxy is not None, timeout=30000)
+    path, width = window.preview.proxy
+    assert width == 160 and window.findChild(type(window.proxy_label), "proxyLabel").text() == "scrub proxy ready"
+    # a view narrower than the proxy (as a small window has): the frames are read from the proxy
+    window.preview.box = (120, 80)
+    window.preview.slicer.set_display_size(window.preview.box)
+    with window.preview.slicer.force_sync():
+        window.state.set_frame(20)
+    shown = shown_pixels(window.compare.before_view)
+    with VideoReader(path) as proxy:
+        assert np.array_equal(shown, resize_to(proxy.frame(20), (shown.shape[1], shown.shape[0])))
+    wait_stylized(qtbot, window, 20)  # and the stylized preview at that size
+    assert window.compare.after_view.image().width() == shown.shape[1]
+
+
+def test_stepping_during_a_render_stops_following_it(window, qtbot, small_clip):
+    open_clip(qtbot, window, small_clip)
+    wait_stylized(qtbot, window, 0)
+    follow = window.actions["follow_render"]
+    assert follow.isChecked()
+    window.state.edit(style="3")
+    window.worker.pause()  # takes hold before the first frame
+    with qtbot.waitSignal(window.worker.render_started, timeout=10000):
+        window.render_bar.render_button.click()
+    window.actions["next_frame"].trigger()
+    assert window.state.frame == 1 and not follow.isChecked()
+    with qtbot.waitSignal(window.worker.render_finished, timeout=20000):
+        window.worker.resume()
+    qtbot.wait(200)
+    assert window.state.frame == 1  # not pulled to the render's frames
+    # turned on again during the next render, the view jumps to the render's newest frame
+    window.state.edit(style="8")
+    with qtbot.waitSignal(window.worker.render_started, timeout=10000):
+        window.render_bar.render_button.click()
+    qtbot.waitUntil(lambda: window.preview._fresh is not None, timeout=20000)
+    follow.trigger()
+    assert follow.isChecked() and window.state.frame == window.preview._fresh[0]
+    qtbot.waitUntil(lambda: window.jobs.job_state == "idle", timeout=20000)
+
+
+def test_playback_shows_dropped_frames(window, qtbot, small_clip, monkeypatch):
+    monkeypatch.setenv("VDIFF_NO_AUDIO", "1")
+    open_clip(qtbot, window, small_clip)
+    wait_stylized(qtbot, window, 0)
+    window.actions["play"].trigger()
+    qtbot.waitUntil(lambda: window.state.frame >= 8, timeout=5000)
+    # the clock jumps ahead 5 frames (as when the machine stalls): they are counted, not shown late
+    before = window.preview.dropped
+    window.playback._restart_clock(window.playback._now() + 5 / 12)
+    qtbot.waitUntil(lambda: window.preview.dropped >= before + 4, timeout=3000)
+    window.actions["play"].trigger()
+    label = window.findChild(type(window.dropped_label), "droppedLabel")
+    assert label.text() == f"dropped {window.preview.dropped}"
