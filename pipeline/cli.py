@@ -26,6 +26,8 @@ EPILOG = """examples:
   vdiff render clip.mp4 -o out.mp4 --engine diffusion --model ./my-sd15 --lora ./watercolor.safetensors:0.8
   vdiff render clip.mp4 -o out.mp4 --engine diffusion --model ./my-sd15 --style-image pic.jpg --ip-adapter ./ip/ip-adapter_sd15.safetensors
   vdiff preview clip.mp4 --frame 120 -o frame.png --engine classical --look cartoon
+  vdiff render clip.mp4 -o out.mp4 --engine diffusion --model ./my-sd15 --prompt "ink" --keyframe-interval 6
+  vdiff render clip.mp4 -o out.mp4 --keyframes auto --keyframe-min 2 --keyframe-max 10
   vdiff probe clip.mp4
   vdiff metrics clip.mp4 styled.mp4 --reference perframe.mp4
 """
@@ -103,6 +105,24 @@ def _add_engine_options(parser: argparse.ArgumentParser) -> None:
     t.add_argument("--no-shared-noise", action="store_true", help="diffusion: a different noise seed for every frame")
     t.add_argument("--no-cross-frame-attention", action="store_true",
                    help="diffusion: do not attend to the first and previous stylized frames")
+    _add_keyframe_options(parser)
+
+
+def _add_keyframe_options(parser: argparse.ArgumentParser) -> None:
+    from pipeline.request import KEYFRAME_DEFAULTS
+
+    defaults = ", ".join(f"{engine} {n}" for engine, n in KEYFRAME_DEFAULTS.items())
+    k = parser.add_argument_group("keyframes (the engine runs on keyframes; the frames between are carried "
+                                  "along the optical flow from both neighbours; see docs/quality.md)")
+    k.add_argument("--keyframe-interval", type=int, default=0, metavar="N",
+                   help=f"a keyframe every N frames of each shot; 1: every frame through the engine "
+                   f"(default: the engine's: {defaults})")
+    k.add_argument("--keyframes", choices=("fixed", "auto"), default="fixed",
+                   help="fixed: every --keyframe-interval frames; auto: where the motion or the occlusion "
+                   "adds up, between --keyframe-min and --keyframe-max frames apart (default: fixed). "
+                   "Either way scene cuts are detected and each shot starts with a keyframe")
+    k.add_argument("--keyframe-min", type=int, default=2, metavar="N", help="auto: shortest spacing (default: 2)")
+    k.add_argument("--keyframe-max", type=int, default=8, metavar="N", help="auto: longest spacing (default: 8)")
 
 
 def _add_conditioning_options(parser: argparse.ArgumentParser) -> None:
@@ -228,7 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_editing_options(render)
     _add_cluster_options(render)
 
-    preview = sub.add_parser("preview", help="stylize one frame to a PNG (alone: temporal consistency needs a render)")
+    preview = sub.add_parser("preview", help="stylize one frame to a PNG (with keyframes: carried from its two "
+                             "keyframes, from the cache or rendered; other temporal consistency needs a render)")
     preview.add_argument("input", metavar="INPUT")
     preview.add_argument("--frame", required=True, metavar="N|TIME", help="the frame: a number or a time")
     preview.add_argument("-o", "--output", required=True, metavar="OUT.png")
@@ -326,6 +347,10 @@ def params_from_args(args, info=None) -> "StyleParams":
         color_anchor=args.color_anchor,
         shared_noise=not args.no_shared_noise,
         cross_frame_attention=not args.no_cross_frame_attention,
+        keyframe_interval=args.keyframe_interval,
+        keyframes=args.keyframes,
+        keyframe_min=args.keyframe_min,
+        keyframe_max=args.keyframe_max,
         **(conditioning_from_args(args) if args.engine == "diffusion" else {}),
         **edits,
     ).validate()

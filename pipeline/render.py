@@ -31,6 +31,7 @@ from pipeline.engines.base import resize_to
 from pipeline.editing.region import RegionEdit, has_region
 from pipeline.errors import BadInputError, CancelledError, OutOfMemoryError, VdiffError
 from pipeline.events import Cancelled, CancelToken, Event, Failed, Finished, FrameReady, Started, Step
+from pipeline.keyframes.plan import plan_keyframes, uses_keyframes
 from pipeline.request import RenderRequest
 from pipeline.temporal.stabilizer import Stabilizer, flow_source, is_stateful, motion, propagates_flow
 from pipeline.video import VideoInfo, VideoReader, VideoWriter, probe, verify_output
@@ -74,7 +75,7 @@ def cache_description(engine: Engine, start: int = 0) -> dict:
     identity = getattr(engine, "cache_identity", None)  # device, dtype, memory mode (diffusion)
     if identity is not None:
         description.update(identity())
-    if is_stateful(engine.params):
+    if is_stateful(engine.params) or uses_keyframes(engine.params):  # keyframes: the plan starts at `start`
         description["history_from"] = start
     return description
 
@@ -131,10 +132,13 @@ def render_frames(
             budget = CacheBudget(cache, entry, frame_bytes(out_size), missing)
             budget.check_start()
         plan = _Plan(info, start, end, engine, entry, out_size, budget=budget)
-        if has_region(request.params):
-            plan.edit = RegionEdit(request.params, info, start, end)
         if is_stateful(request.params):
             plan.stabilizer = Stabilizer(request.params, start, lambda index: _decode_one(plan, index)[0])
+        keyframes = plan_keyframes(info.path, request.params, start, end, cancel) if uses_keyframes(request.params) else None
+        if has_region(request.params):  # keyframes: up to the keyframe closing the last segment
+            plan.edit = RegionEdit(request.params, info, start, keyframes.stop if keyframes else end)
+        if keyframes is not None and entry is not None:  # the app marks them on the timeline
+            entry.write_meta({"keyframes": keyframes.to_json()})
         cached = len(entry.indices() & set(range(start, end))) if entry else 0
         yield Started(total=end - start, cached=cached, device=engine.device)
         if request.output is not None:
@@ -149,7 +153,12 @@ def render_frames(
         # 3. the loop
         began = time.perf_counter()
         rendered = 0
-        for event in (stages or _run_stages)(plan, cancel, writer):
+        from pipeline.keyframes.stages import keyframe_stages
+
+        # no name holds the stages: leaving early (close, Ctrl+C) then winds them down before the engine closes
+        for event in (stages(plan, cancel, writer) if stages is not None  # a cluster's (pipeline.cluster)
+                      else keyframe_stages(plan, keyframes, cancel, writer) if keyframes
+                      else _run_stages(plan, cancel, writer)):
             if isinstance(event, FrameReady):
                 done = event.done
                 rendered += not event.from_cache
@@ -527,6 +536,7 @@ def preview_frame(
     entry: CacheEntry | None = None,
     on_step=None,
     edit: RegionEdit | None = None,
+    start: int = 0,
     size: tuple[int, int] | None = None,
 ) -> tuple[np.ndarray, bool]:
     """The stylized frame `index` for a scrub preview: from the cache when there, else rendered and stored.
@@ -538,9 +548,22 @@ def preview_frame(
     `edit` (pipeline.editing) limits the change to its mask. With `size` (width, height), the source
     frames are scaled to it first (a preview at the view's pixel size, from `reader` of the source or
     of its proxy) and the result is never stored.
+    With keyframes, the frame is the one a render of the range from `start` makes (pipeline.keyframes.preview).
     Returns (image, from_cache). The engine must be prepared; the caller's thread owns it.
     """
     check_renderable(reader.info)
+    if uses_keyframes(engine.params):
+        from pipeline.keyframes.preview import keyframe_preview
+
+        _measure_source(engine, reader.info)
+        if edit is None:
+            return keyframe_preview(engine, reader, index, cancel, entry, on_step, start, size)
+        cached = entry.load(index) if entry is not None else None
+        if cached is not None:
+            return cached, True
+        # with a content edit nothing is stored: the keyframes it carries would lack their masks
+        image, _ = keyframe_preview(engine, reader, index, cancel, None, on_step, start, size)
+        return edit.apply(index, resize_to(reader.frame(index), (image.shape[1], image.shape[0])), image), False
     if entry is not None:
         image = entry.load(index)
         if image is not None:

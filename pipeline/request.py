@@ -78,6 +78,12 @@ class StyleParams:
     strength_keys: tuple = ()  # ((frame, strength), ...), interpolated (diffusion)
     seed_keys: tuple = ()  # ((frame, seed), ...), each held until the next (diffusion)
     image_guidance: float = 1.5  # InstructPix2Pix models: how closely to keep to the source frame
+    # keyframe rendering (pipeline/keyframes, docs/quality.md): the engine runs on keyframes only; the
+    # frames between are carried along the source's optical flow from both neighbouring keyframes
+    keyframe_interval: int = 0  # 0: the engine's default (KEYFRAME_DEFAULTS); 1: every frame
+    keyframes: str = "fixed"  # "fixed": every keyframe_interval frames; "auto": where motion or content changes
+    keyframe_min: int = 2  # auto: the shortest and the longest keyframe spacing, in frames
+    keyframe_max: int = 8
     # shared
     strength: float = 1.0
     max_side: int = 0  # 0: source size (diffusion: 512 if the source is larger)
@@ -122,6 +128,11 @@ class StyleParams:
         for frame, value in self.strength_keys:
             if not 0.0 <= value <= 1.0:
                 raise BadInputError(f"strength must be between 0 and 1, got {value} at frame {frame}")
+        if self.keyframe_interval < 0 or self.keyframes not in KEYFRAME_MODES:
+            raise BadInputError(f"keyframes: use an interval of 0 (engine default) or more, and a mode of "
+                                f"{' or '.join(KEYFRAME_MODES)}; got {self.keyframe_interval}, {self.keyframes!r}")
+        if not 1 <= self.keyframe_min <= self.keyframe_max:
+            raise BadInputError(f"the keyframe spacing needs 1 <= min <= max, got {self.keyframe_min} and {self.keyframe_max}")
         if self.engine == "diffusion" and not self.model:
             raise BadInputError("the diffusion engine needs a model: a hub id, a diffusers folder or a .safetensors file")
         if self.engine == "diffusion":
@@ -146,6 +157,7 @@ class StyleParams:
         if self.engine == "diffusion":
             self._diffusion_identity(data)
         data.update(_editing_identity(self))
+        data.update(keyframe_settings(self) or {})  # resolved, so "engine default" and its value share frames
         return data
 
     def _diffusion_identity(self, data: dict) -> None:
@@ -187,6 +199,27 @@ class StyleParams:
             return cls(**kwargs)
         except TypeError as exc:
             raise BadInputError(f"bad parameters: {exc}") from None
+
+
+KEYFRAME_MODES = ("fixed", "auto")
+# the keyframe interval each engine gets by default, from bench/keyframes.py (docs/quality.md says why);
+# classical denoise stays per-frame: carrying a denoised keyframe along the flow is not denoising
+KEYFRAME_DEFAULTS = {"fast-style": 4, "classical": 1, "diffusion": 4}
+
+
+def keyframe_interval(params: StyleParams) -> int:
+    """The fixed keyframe interval these parameters render with (1: every frame)."""
+    if params.keyframe_interval:
+        return params.keyframe_interval
+    return KEYFRAME_DEFAULTS.get(params.engine, 1)
+
+
+def keyframe_settings(params: StyleParams) -> dict | None:
+    """The resolved keyframe placement, or None when every frame goes through the engine."""
+    if params.keyframes == "auto":
+        return {"keyframes": "auto", "keyframe_min": params.keyframe_min, "keyframe_max": params.keyframe_max}
+    interval = keyframe_interval(params)
+    return {"keyframes": "fixed", "keyframe_interval": interval} if interval > 1 else None
 
 
 KEYED_FIELDS = ("mask_anchors", "prompt_keys", "strength_keys", "seed_keys")

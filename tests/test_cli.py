@@ -89,7 +89,8 @@ def test_cache_command_shows_and_clears(sample_clip, tmp_path):
     env = dict(os.environ)
     assert run("render", sample_clip, "-o", tmp_path / "o.mp4", "--end", "4", "--max-side", "64", env=env).returncode == 0
     shown = run("cache", env=env)
-    assert "1 render(s)" in shown.stdout and "4 frames" in shown.stdout
+    # frames 0-3 and keyframe 4, which closes the range's last segment (fast-style: keyframes every 4)
+    assert "1 render(s)" in shown.stdout and "5 frames" in shown.stdout
     assert os.environ["XDG_CACHE_HOME"] in shown.stdout  # honours XDG_CACHE_HOME
     assert "cleared" in run("cache", "--clear", env=env).stdout
     assert "0 render(s)" in run("cache", env=env).stdout

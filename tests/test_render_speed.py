@@ -22,7 +22,7 @@ from pipeline.temporal.flow import compute_flow, flow_size, upsample_flow, warp
 from pipeline.temporal.stabilizer import flow_source
 from pipeline.video import VideoReader
 
-CONSISTENT = StyleParams(style="5")  # the defaults: flow propagation on
+CONSISTENT = StyleParams(style="5", keyframe_interval=1)  # the defaults, per frame: flow propagation on
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +113,7 @@ def test_reduced_flow_keeps_the_flicker_reduction(footage, small_flow, monkeypat
 def test_render_profile_times_every_stage(sample_clip, tmp_path, capsys):
     report = tmp_path / "profile.json"
     code = main(["render", str(sample_clip), "-o", str(tmp_path / "out.mp4"), "--style", "5", "--max-side", "96",
-                 "--end", "12", "--quiet", "--profile", str(report)])
+                 "--end", "12", "--keyframe-interval", "1", "--quiet", "--profile", str(report)])
     assert code == 0
     data = json.loads(report.read_text())
     stages = data["stages"]

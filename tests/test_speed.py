@@ -15,7 +15,7 @@ from pipeline.render import preview_frame, render_frames
 from pipeline.request import OutputSpec, RenderRequest, StyleParams
 from pipeline.video import VideoReader
 
-FAST = StyleParams(engine="fast-style", style="5", max_side=96)
+FAST = StyleParams(engine="fast-style", style="5", max_side=96, keyframe_interval=1)  # the per-frame loop
 
 
 def _frames(request, **kwargs) -> list[FrameReady]:
@@ -124,7 +124,7 @@ def tiny_sd(tmp_path_factory):
 
 def _diffusion(model, **changes) -> StyleParams:
     values = dict(engine="diffusion", model=str(model), prompt="a fox", steps=4, strength=0.5, max_side=64,
-                  temporal_flow=False, color_anchor=False, cross_frame_attention=False)
+                  temporal_flow=False, color_anchor=False, cross_frame_attention=False, keyframe_interval=1)
     values.update(changes)
     return StyleParams(**values)
 

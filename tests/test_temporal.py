@@ -19,7 +19,7 @@ from pipeline.temporal import FlickerMeter
 from pipeline.temporal.flow import compute_flow, flow_pair, occlusion_mask, warp
 from pipeline.video import VideoReader, probe
 
-CONSISTENT = StyleParams(style="7", max_side=128)  # the defaults: flow propagation on
+CONSISTENT = StyleParams(style="7", max_side=128, keyframe_interval=1)  # every frame, flow propagation on
 PER_FRAME = CONSISTENT.replace(temporal_flow=False, color_anchor=False)
 
 
@@ -222,7 +222,8 @@ def test_cross_frame_attention_makes_frame_2_depend_on_frame_1(tiny_sd):
 
 @pytest.mark.diffusion
 def test_diffusion_render_with_every_mechanism(tiny_sd, pan_clip):
-    base = StyleParams(engine="diffusion", model=str(tiny_sd), prompt="a fox", steps=4, strength=0.5, max_side=64)
+    base = StyleParams(engine="diffusion", model=str(tiny_sd), prompt="a fox", steps=4, strength=0.5, max_side=64,
+                      keyframe_interval=1)
     consistent = _frames(base, pan_clip, end=4)
     naive = _frames(base.replace(temporal_flow=False, color_anchor=False, shared_noise=False,
                                  cross_frame_attention=False), pan_clip, end=4)

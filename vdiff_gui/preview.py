@@ -232,6 +232,7 @@ class PreviewController(QObject):
         self.entry, self._rendered, self._fresh, self._stylized = None, set(), None, None
         self.slicer.set_entry(None)
         self.timeline.set_rendered(set())
+        self.timeline.set_keyframes([])
 
     def _on_params_changed(self, params) -> None:
         self._forget_entry()
@@ -251,6 +252,7 @@ class PreviewController(QObject):
         if self.entry is not None and self.entry.has(index):  # stored (frames with no history are)
             self._rendered.add(index)
             self.timeline.set_rendered(self._rendered)
+        self.refresh_keyframes()
         if index == self.state.frame and not self.playing:
             self._stylized = (index, array_to_qimage(image))  # the view's size: a small copy
             self.compare.show_after(index, self._stylized[1])
@@ -271,6 +273,12 @@ class PreviewController(QObject):
     def refresh_rendered(self) -> None:
         self._rendered = self.entry.indices() if self.entry is not None else set()
         self.timeline.set_rendered(self._rendered)
+        self.refresh_keyframes()
+
+    def refresh_keyframes(self) -> None:
+        """Mark the keyframes a render or a preview planned for this entry (none: every frame is one)."""
+        plan = self.entry.read_meta().get("keyframes", {}) if self.entry is not None else {}
+        self.timeline.set_keyframes(plan.get("keyframes", []))
 
     def _on_render_started(self, total: int, cached: int) -> None:
         self.rendering = True

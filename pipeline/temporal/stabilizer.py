@@ -54,8 +54,10 @@ class Stabilizer:
     one rendered after cached frames); it is called at most once per such gap.
     """
 
-    def __init__(self, params: StyleParams, start: int, load_source: Callable[[int], np.ndarray]):
+    def __init__(self, params: StyleParams, start: int, load_source: Callable[[int], np.ndarray],
+                 warp_output: Callable[[np.ndarray, np.ndarray], np.ndarray] = warp):
         self.params = params
+        self._warp_output = warp_output  # how the previous output is carried (keyframes: a sharper warp)
         self.start = start
         self._load_source = load_source
         self._index = -1  # the frame the state below belongs to
@@ -65,31 +67,35 @@ class Stabilizer:
         self._anchor_stats: tuple[np.ndarray, np.ndarray] | None = None
 
     @stage("consistency")
-    def process(self, engine: Engine, frame: np.ndarray, ctx: FrameContext, flow: Motion | None = None) -> np.ndarray:
+    def process(self, engine: Engine, frame: np.ndarray, ctx: FrameContext, flow: Motion | None = None,
+                previous: int | None = None) -> np.ndarray:
         """The stylized frame ctx.index, consistent with the frames before it; updates the state.
 
         `flow` is motion(previous source, this source) when the caller computed it ahead (it depends
         on the sources only, so a render computes it in parallel); otherwise it is computed here.
+        `previous` is the frame the chain continues from (default: ctx.index - 1; keyframe rendering
+        chains keyframe to keyframe).
         """
         p = self.params
         h, w = frame.shape[:2]
         size = engine.output_size(w, h)
         small = flow_source(frame, size) if propagates_flow(p) else None
-        follows = self._index == ctx.index - 1 and self._output is not None
+        previous = ctx.index - 1 if previous is None else previous
+        follows = self._index == previous and self._output is not None
         warped = weight = None
         if propagates_flow(p) and follows:
             if flow is None:
                 if self._source is None:
                     self._source = flow_source(self._load_source(self._index), size)
                 flow = motion(self._source, small, p.flow_blend)
-            warped, weight = warp(self._output, flow.flow_at(size)), flow.weight_at(size)
+            warped, weight = self._warp_output(self._output, flow.flow_at(size)), flow.weight_at(size)
         if engine.name == "diffusion":
             source = resize_to(frame, size)
             if warped is not None:
                 ctx.init = blend(warped, source, weight)
                 ctx.strength = propagated_strength(p)
             if p.cross_frame_attention and follows:
-                ctx.references = [self._anchor, self._output] if ctx.index - 1 != self.start else [self._anchor]
+                ctx.references = [self._anchor, self._output] if previous != self.start else [self._anchor]
             output = engine.process(frame, ctx)
         else:
             output = engine.process(frame, ctx)

@@ -3,6 +3,8 @@
 import numpy as np
 
 from pipeline.engines import FrameContext, create_engine
+from pipeline.keyframes import uses_keyframes
+from pipeline.render import preview_frame
 from pipeline.video import VideoReader
 from vdiff_gui.images import qimage_to_array
 
@@ -23,12 +25,15 @@ def wait_stylized(qtbot, window, index, timeout=15000):
 
 
 def core_stylized(path, params, index) -> np.ndarray:
-    """What the core makes of frame `index`: create_engine(params).process() on VideoReader.frame()."""
+    """What the core makes of frame `index`: create_engine(params).process() on VideoReader.frame(), or
+    with keyframe rendering the core's preview (the in-between carried from its keyframes)."""
     engine = create_engine(params)
     engine.prepare()
-    with VideoReader(path) as reader:
-        frame = reader.frame(index)
     try:
+        with VideoReader(path) as reader:
+            if uses_keyframes(params):
+                return preview_frame(engine, reader, index)[0]
+            frame = reader.frame(index)
         return engine.process(frame, FrameContext(index=index))
     finally:
         engine.close()

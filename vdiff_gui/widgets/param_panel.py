@@ -18,7 +18,7 @@ from PySide6.QtWidgets import (
 
 from pipeline.engines.base import fit_size
 from pipeline.errors import VdiffError
-from pipeline.request import CLASSICAL_LOOKS, ENGINE_FIELDS, ENGINES, MAX_DENOISE_STRENGTH, StyleParams
+from pipeline.request import CLASSICAL_LOOKS, ENGINE_FIELDS, ENGINES, KEYFRAME_MODES, MAX_DENOISE_STRENGTH, StyleParams
 from vdiff_gui.engine_switch import engine_change
 from vdiff_gui.presets import PresetStore
 from vdiff_gui.project_state import ProjectState
@@ -37,6 +37,7 @@ ENGINE_LABELS = {
 }
 ALWAYS = ("engine", "strength", "max_side", "device", "mask_anchors", "mask_feather")
 DIFFUSION_EXTRA = ("allow_pickle", "low_memory", "prompt_keys", "image_guidance")
+KEYFRAME_ROWS = ("keyframe_interval", "keyframes")  # every engine (pipeline.keyframes)
 LEARNED_CONTROLS = ("depth", "lineart", "softedge")  # preprocessors that need the annotator field
 COLOR_ANCHOR = {"auto": None, "on": True, "off": False}
 FIELDS = {f.name for f in dataclasses.fields(StyleParams)}
@@ -243,6 +244,13 @@ class ParamPanel(QScrollArea):
         anchor = self._combo("color_anchor", "Colour anchor", COLOR_ANCHOR, COLOR_ANCHOR.get)
         if "color_anchor" in self._setters:
             self._setters["color_anchor"] = lambda v: anchor.setCurrentText({None: "auto", True: "on", False: "off"}.get(v, "auto"))
+        # keyframes, every engine: 0 is the engine's default (pipeline.request.KEYFRAME_DEFAULTS)
+        keyframes = self._spin("keyframe_interval", "Keyframes every", 0, 60, suffix=" frames")
+        keyframes.setObjectName("keyframeIntervalSpin")
+        keyframes.setSpecialValueText("engine default")
+        keyframes.setToolTip("The engine runs on every Nth frame of each shot; the frames between are carried "
+                             "along the motion from both neighbouring keyframes. 1: every frame.")
+        self._combo("keyframes", "Keyframe placement", KEYFRAME_MODES)
         # content editing, every engine: a painted region that follows the motion
         self.region = RegionEditor(s, lambda: None)
         self._add("mask_anchors", "Edit region", self.region, self.region.show_anchors)
@@ -340,7 +348,9 @@ class ParamPanel(QScrollArea):
             setter(values[field])
             del blockers
         self.style_grid.set_current("" if p.style_image else p.style)
-        visible = set(ENGINE_FIELDS.get(p.engine, ())) | set(ALWAYS)
+        visible = set(ENGINE_FIELDS.get(p.engine, ())) | set(ALWAYS) | set(KEYFRAME_ROWS)
+        if getattr(p, "keyframes", "fixed") == "auto":  # auto places them itself
+            visible.discard("keyframe_interval")
         if p.engine == "diffusion":
             visible |= set(DIFFUSION_EXTRA)
             self.model.set_model(p.model, p.allow_pickle)

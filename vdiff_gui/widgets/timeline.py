@@ -52,6 +52,7 @@ class TimelineWidget(QWidget):
         self._thumbnails: list[QImage] = []
         self._rendered: list[tuple[int, int]] = []
         self.rendered_count = 0
+        self.keyframes: list[int] = []  # marked as ticks above the rendered band (keyframe rendering)
         self._dragging: str | None = None  # "playhead", "in" or "out"
         self.view_start = 0.0  # first frame shown (fractional while zoomed)
         self.view_count = 1.0  # frames across the track
@@ -77,7 +78,12 @@ class TimelineWidget(QWidget):
         self._rendered = compress_ranges(indices)
         self.update()
 
+    def set_keyframes(self, indices) -> None:
+        self.keyframes = sorted(indices)
+        self.update()
+
     def _on_clip_changed(self, info) -> None:
+        self.keyframes = []
         self._thumbnails = []
         self._rendered = []
         self.rendered_count = 0
@@ -187,6 +193,11 @@ class TimelineWidget(QWidget):
         for first, last in self._rendered:
             painter.fillRect(QRectF(self.x_of(first), band.top(), self.x_of(last + 1) - self.x_of(first), BAND_HEIGHT),
                              QColor(80, 200, 120))
+        painter.setPen(QPen(QColor(250, 250, 250), 1))
+        for index in self.keyframes:  # keyframes: a tick through the band (those in view)
+            x = self.x_of(index + 0.5)
+            if track.left() <= x <= track.right():
+                painter.drawLine(QPointF(x, band.top() - 3), QPointF(x, band.bottom()))
         # outside the in/out range is dimmed; the markers are brackets with a flag in the lane to drag
         x_in, x_out = self.x_of(self.state.in_point), self.x_of(self.state.out_point + 1)
         shade = QColor(0, 0, 0, 140)

@@ -1,0 +1,196 @@
+"""Where the keyframes go: scene cuts, then keyframes inside each shot (fixed interval or where the motion asks).
+
+A plan depends on the source and on where the range starts, never on where it ends, so a longer or
+shorter render of the same start finds the same keyframes (and the same cached frames). Every shot
+starts with a keyframe and ends with one (its last frame), so every in-between lies strictly between
+two keyframes of its own shot and nothing is carried across a cut. The scan reads the frames once at
+a low resolution (SCAN_WIDTH) and keeps only a few numbers per frame: memory is flat in clip length.
+
+- Cuts: a frame starts a new shot when its colour histogram is far from the previous frame's
+  (Bhattacharyya distance > CUT_HISTOGRAM), or moderately far while the motion-compensated grey
+  difference is large too (the flow cannot explain the change).
+- Fixed: keyframes at shot_start + k * interval, and the shot's last frame.
+- Auto: from each keyframe, the accumulated mean flow (as a fraction of the frame width) and the
+  accumulated occluded fraction are summed frame by frame; the next keyframe comes when either passes
+  its budget (at least `keyframe_min` frames on) or after `keyframe_max` frames.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from pipeline.request import StyleParams, keyframe_interval, keyframe_settings  # noqa: F401 (re-exported)
+from pipeline.temporal.flow import flow_pair, occlusion_mask, warp
+
+SCAN_WIDTH = 160  # px; cut and motion measures need only a thumbnail
+CUT_HISTOGRAM = 0.45  # Bhattacharyya distance of HSV histograms above which a frame is a cut
+CUT_HISTOGRAM_WEAK = 0.25  # ... or above this with a motion-compensated difference over CUT_RESIDUAL
+CUT_RESIDUAL = 0.12  # mean absolute grey difference (0-1) after warping along the flow
+MOTION_BUDGET = 0.015  # auto: accumulated mean flow, as a fraction of the frame width, per keyframe
+OCCLUSION_BUDGET = 0.25  # auto: accumulated occluded fraction of the frame per keyframe
+
+
+@dataclass(frozen=True)
+class KeyframePlan:
+    """Keyframes and shot starts of the frames [start, stop); stop >= the range end: the plan runs on to
+    the keyframe that closes the range's last segment."""
+
+    start: int
+    stop: int
+    keyframes: tuple[int, ...]
+    shots: tuple[int, ...]  # first frame of each shot, starting with `start`
+
+    def is_keyframe(self, index: int) -> bool:
+        return _contains(self.keyframes, index)
+
+    def shot_of(self, index: int) -> int:
+        """The first frame of the shot `index` belongs to."""
+        return self.shots[int(np.searchsorted(self.shots, index, side="right")) - 1]
+
+    def neighbours(self, index: int) -> tuple[int, int]:
+        """The keyframes (a, b) with a <= index <= b, in the same shot (a == b == index for a keyframe)."""
+        if self.is_keyframe(index):
+            return index, index
+        at = int(np.searchsorted(self.keyframes, index))
+        return self.keyframes[at - 1], self.keyframes[at]
+
+    def to_json(self) -> dict:
+        return {"start": self.start, "stop": self.stop, "keyframes": list(self.keyframes), "shots": list(self.shots)}
+
+
+def _contains(values: tuple[int, ...], index: int) -> bool:
+    at = int(np.searchsorted(values, index))
+    return at < len(values) and values[at] == index
+
+
+def uses_keyframes(params: StyleParams) -> bool:
+    return keyframe_settings(params) is not None
+
+
+def plan_keyframes(path: str | Path, params: StyleParams, start: int, end: int, cancel=None) -> KeyframePlan:
+    """The keyframe plan for rendering [start, end) of the clip at `path` with `params` (see the module).
+
+    Memoized per source file, settings and range: the GUI asks again for every preview."""
+    settings = keyframe_settings(params) or {"keyframes": "fixed", "keyframe_interval": 1}
+    if settings["keyframes"] == "auto":
+        spacing = (True, settings["keyframe_min"], settings["keyframe_max"])
+    else:
+        spacing = (False, settings["keyframe_interval"], settings["keyframe_interval"])
+    return _memoized(path, spacing, start, end, cancel)
+
+
+_PLANS: dict = {}
+_PLANS_KEPT = 16
+
+
+def _memoized(path, spacing: tuple, start: int, end: int, cancel) -> KeyframePlan:
+    from pipeline.cache import source_identity
+
+    key = (str(path), tuple(sorted(source_identity(Path(path)).items())), spacing, start, end)
+    plan = _PLANS.get(key)
+    if plan is None:
+        plan = _scan(Path(path), *spacing, start, end, cancel)
+        if len(_PLANS) >= _PLANS_KEPT:
+            _PLANS.pop(next(iter(_PLANS)))
+        _PLANS[key] = plan
+    return plan
+
+
+def _scan(path: Path, auto: bool, low: int, high: int, start: int, end: int, cancel) -> KeyframePlan:
+    from pipeline.errors import CancelledError
+    from pipeline.video import VideoReader
+
+    keyframes: list[int] = []
+    shots: list[int] = []
+    last_key = start
+    motion = occluded = 0.0
+    previous = None  # (thumbnail, histogram) of the frame before
+    with VideoReader(path) as reader:
+        horizon = min(reader.info.frame_count, end + high)  # a keyframe is due by then at the latest
+        for index, frame in reader.iter_frames(start, horizon):
+            if cancel is not None and cancel.cancelled:
+                raise CancelledError()
+            current = _signature(frame)
+            if previous is None or is_cut(previous, current):
+                if keyframes and keyframes[-1] != index - 1:
+                    keyframes.append(index - 1)  # the shot before ends with a keyframe
+                if keyframes and keyframes[-1] >= end - 1:
+                    break
+                shots.append(index)
+                keyframes.append(index)
+                last_key, motion, occluded = index, 0.0, 0.0
+            else:
+                if auto:
+                    step_motion, step_occluded = _motion(previous[0], current[0])
+                    motion, occluded = motion + step_motion, occluded + step_occluded
+                spacing = index - last_key
+                changed = motion > MOTION_BUDGET or occluded > OCCLUSION_BUDGET
+                if spacing >= high or (auto and spacing >= low and changed):
+                    keyframes.append(index)
+                    last_key, motion, occluded = index, 0.0, 0.0
+            previous = current
+            if keyframes[-1] == index and index >= end - 1:
+                break
+        else:
+            if keyframes[-1] != horizon - 1:  # the clip ends: its last frame closes the last shot
+                keyframes.append(horizon - 1)
+    return KeyframePlan(start, keyframes[-1] + 1, tuple(keyframes), tuple(shots))
+
+
+def _signature(frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    h, w = frame.shape[:2]
+    small = cv2.resize(frame, (SCAN_WIDTH, max(8, round(h * SCAN_WIDTH / w))), interpolation=cv2.INTER_AREA)
+    hsv = cv2.cvtColor(small, cv2.COLOR_RGB2HSV)
+    histogram = cv2.calcHist([hsv], [0, 1, 2], None, [12, 6, 6], [0, 180, 0, 256, 0, 256])
+    cv2.normalize(histogram, histogram, 1.0, 0.0, cv2.NORM_L1)
+    return small, histogram
+
+
+def is_cut(previous: tuple[np.ndarray, np.ndarray], current: tuple[np.ndarray, np.ndarray]) -> bool:
+    """Whether `current` (thumbnail, histogram) starts a new shot after `previous`."""
+    distance = cv2.compareHist(previous[1], current[1], cv2.HISTCMP_BHATTACHARYYA)
+    if distance > CUT_HISTOGRAM:
+        return True
+    if distance <= CUT_HISTOGRAM_WEAK:
+        return False
+    return residual(previous[0], current[0]) > CUT_RESIDUAL
+
+
+def residual(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean absolute grey difference (0-1) between b and a brought into b's place along the flow."""
+    flow, _ = flow_pair(b, a)
+    grey = lambda x: cv2.cvtColor(x, cv2.COLOR_RGB2GRAY).astype(np.float32)  # noqa: E731
+    return float(np.abs(grey(warp(a, flow)) - grey(b)).mean() / 255.0)
+
+
+def _motion(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """Mean flow length (fraction of the width) and occluded fraction from thumbnail a to b."""
+    forward, backward = flow_pair(a, b)
+    length = np.sqrt(forward[:, :, 0] ** 2 + forward[:, :, 1] ** 2).mean() / a.shape[1]
+    return float(length), float(occlusion_mask(forward, backward).mean())
+
+
+def shot_boundaries(path: str | Path, params: StyleParams, start: int, end: int) -> list[int]:
+    """The first frame of each shot in [start, end): where a cluster may cut a range into chunks that do
+    not share any history (each chunk then renders as its own range from that start)."""
+    if uses_keyframes(params):
+        plan = plan_keyframes(path, params, start, end)
+    else:  # the cuts alone: one keyframe per shot is enough to find them
+        plan = _memoized(path, (False, end - start, end - start), start, end, None)
+    return [shot for shot in plan.shots if shot < end]
+
+
+def keyframe_positions(path: str | Path, params: StyleParams, start: int, end: int) -> list[int]:
+    """The keyframes a render of [start, end) with `params` runs the engine on (every frame without
+    keyframe rendering); the last may lie past `end` (it closes the range's last segment)."""
+    if not uses_keyframes(params):
+        return list(range(start, end))
+    return list(plan_keyframes(path, params, start, end).keyframes)
+
+
+__all__ = ["KeyframePlan", "keyframe_interval", "keyframe_positions", "plan_keyframes", "shot_boundaries",
+           "uses_keyframes"]

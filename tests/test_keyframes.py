@@ -1,0 +1,192 @@
+"""Keyframe rendering: the plan (cuts, placement), in-between synthesis, the render loop, cache and resume."""
+
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from pipeline.cache import CacheEntry, FrameCache, render_key
+from pipeline.engines import create_engine
+from pipeline.engines.base import resize_to
+from pipeline.events import Failed, Finished, FrameReady
+from pipeline.footage import make_footage_clip
+from pipeline.keyframes import keyframe_positions, plan_keyframes, shot_boundaries
+from pipeline.keyframes.synth import Keyframe, synthesize
+from pipeline.render import cache_description, render_frames
+from pipeline.request import RenderRequest, StyleParams
+from pipeline.video import VideoReader, probe
+
+FAST = StyleParams(style="3", max_side=96, keyframe_interval=4)
+CUTS = (9, 20)
+
+
+@pytest.fixture(scope="module")
+def cut_clip(tmp_path_factory):
+    """28 frames of hand-held footage with hard cuts at frames 9 and 20, 128x72."""
+    return make_footage_clip(tmp_path_factory.mktemp("kf") / "cuts.mp4", frames=28, width=128, height=72,
+                             cuts=CUTS, audio=False)
+
+
+def frames_of(request):
+    events = list(render_frames(request))
+    assert not any(isinstance(e, Failed) for e in events), [e for e in events if isinstance(e, Failed)]
+    assert isinstance(events[-1], Finished)
+    return {e.index: e.image for e in events if isinstance(e, FrameReady)}
+
+
+def test_the_plan_finds_the_cuts_and_every_shot_starts_and_ends_with_a_keyframe(cut_clip):
+    plan = plan_keyframes(cut_clip, FAST, 0, 28)
+    assert plan.shots == (0, *CUTS)
+    assert plan.keyframes == (0, 4, 8, 9, 13, 17, 19, 20, 24, 27)
+    for index in range(28):  # an in-between's two keyframes are always in its own shot
+        a, b = plan.neighbours(index)
+        assert plan.shot_of(a) == plan.shot_of(b) == plan.shot_of(index)
+    assert shot_boundaries(cut_clip, FAST, 0, 28) == [0, 9, 20]
+    # the plan depends on the start, not on the end: a shorter range finds the same keyframes
+    short = plan_keyframes(cut_clip, FAST, 0, 11)
+    assert short.keyframes == (0, 4, 8, 9, 13) and short.stop == 14
+    assert keyframe_positions(cut_clip, FAST.replace(keyframe_interval=1), 2, 5) == [2, 3, 4]
+
+
+def test_auto_placement_stays_between_its_minimum_and_maximum(cut_clip):
+    plan = plan_keyframes(cut_clip, FAST.replace(keyframes="auto", keyframe_min=2, keyframe_max=5), 0, 28)
+    assert set(CUTS) <= set(plan.keyframes) and {8, 19, 27} <= set(plan.keyframes)
+    for a, b in zip(plan.keyframes, plan.keyframes[1:]):
+        assert b - a <= 5
+        if plan.shot_of(b) == plan.shot_of(a) and b not in (8, 19, 27):  # a shot's last frame may come sooner
+            assert b - a >= 2
+
+
+def test_nothing_propagates_across_a_cut(cut_clip):
+    """The frames of the second shot are the same whether the render starts at frame 0 or at the cut."""
+    whole = frames_of(RenderRequest(cut_clip, FAST, 0, 20, use_cache=False))
+    from_cut = frames_of(RenderRequest(cut_clip, FAST, CUTS[0], 20, use_cache=False))
+    assert sorted(whole) == list(range(20))
+    for index in range(CUTS[0], 20):
+        assert np.array_equal(whole[index], from_cut[index]), index
+
+
+def _texture(height, width, seed):
+    rng = np.random.default_rng(seed)
+    noise = cv2.GaussianBlur(rng.uniform(0, 255, (height, width, 3)).astype(np.float32), (0, 0), 2.0)
+    noise = (noise - noise.mean()) / noise.std()
+    return np.clip(110 + 45 * noise, 30, 200).astype(np.uint8)
+
+
+def test_an_inbetween_is_the_warp_and_blend_of_its_keyframes_on_a_known_translation():
+    """Sources translate by (3, 1) px a frame; the keyframes are a 'stylized' texture translating alike,
+    the later one 40 levels brighter. Frame t must be the texture at t's place, brightened by
+    40 * (t - a) / (b - a): the warp follows the motion and the blend weighs by temporal distance."""
+    size, margin, a, b = (128, 80), 20, 0, 4  # DIS is unsure within ~16 px of the border at these shifts
+    big_source, big_style = _texture(140, 180, 1), _texture(140, 180, 2)
+
+    def at(image, t):
+        return np.ascontiguousarray(image[20 + t: 20 + t + size[1], 20 + 3 * t: 20 + 3 * t + size[0]])
+
+    before = Keyframe(a, at(big_source, a), at(big_style, a))
+    after = Keyframe(b, at(big_source, b), np.clip(at(big_style, b).astype(int) + 40, 0, 255).astype(np.uint8))
+    for t in (1, 2, 3):
+        out = synthesize(t, at(big_source, t), before, after).astype(np.float32)
+        expected = at(big_style, t).astype(np.float32) + 40 * (t - a) / (b - a)
+        error = np.abs(out - expected)[margin:-margin, margin:-margin]
+        assert error.mean() < 1.5 and np.percentile(error, 99) < 8, (t, error.mean(), np.percentile(error, 99))
+
+
+def test_rendered_inbetweens_are_the_synthesis_of_the_cached_keyframes(cut_clip):
+    params = FAST.replace(temporal_flow=False)
+    frames_of(RenderRequest(cut_clip, params, 0, 9))
+    info = probe(cut_clip)
+    engine = create_engine(params)
+    entry = FrameCache().find(render_key(info, cache_description(engine, 0)))
+    assert entry.indices() == set(range(9))  # keyframe 8 closes the last segment and the shot
+    engine.prepare()
+    size = engine.output_size(info.width, info.height)
+    with VideoReader(cut_clip) as reader:
+        key = {k: Keyframe(k, resize_to(reader.frame(k), size), entry.load(k)) for k in (4, 8)}
+        from pipeline.engines import FrameContext
+
+        fill = lambda crop: engine.process(crop, FrameContext(index=6))  # noqa: E731
+        made = synthesize(6, resize_to(reader.frame(6), size), key[4], key[8], fill)
+    assert np.array_equal(made, entry.load(6))
+    # an in-between is neither keyframe and differs from the per-frame stylization of its frame
+    assert not np.array_equal(made, key[4].image) and not np.array_equal(made, key[8].image)
+
+
+def test_a_range_ending_between_keyframes_caches_the_closing_keyframe_and_a_longer_one_reuses_all(cut_clip):
+    first = list(render_frames(RenderRequest(cut_clip, FAST, 0, 6)))
+    assert [e.index for e in first if isinstance(e, FrameReady)] == list(range(6))
+    info = probe(cut_clip)
+    entry = FrameCache().find(render_key(info, cache_description(create_engine(FAST), 0)))
+    assert entry.indices() == set(range(6)) | {8}
+    assert entry.read_meta()["keyframes"]["keyframes"] == [0, 4, 8]
+    stamps = {i: entry._frame_path(i).stat().st_mtime_ns for i in entry.indices()}
+    longer = list(render_frames(RenderRequest(cut_clip, FAST, 0, 12)))
+    assert longer[-1].rendered == 12 - 7  # 6, 7, 9, 10, 11: keyframe 8 was cached by the shorter range
+    assert all(entry._frame_path(i).stat().st_mtime_ns == stamp for i, stamp in stamps.items())
+
+
+@pytest.mark.parametrize("engine", ["classical", "fast-style"])
+def test_keyframe_renders_keep_every_frame_in_order(cut_clip, engine):
+    params = StyleParams(engine=engine, look="cartoon", style="5", max_side=96, keyframe_interval=3)
+    frames = frames_of(RenderRequest(cut_clip, params, 2, 15, use_cache=False))
+    assert sorted(frames) == list(range(2, 15))
+    assert all(f.shape == (54, 96, 3) for f in frames.values())
+
+
+def test_resume_after_a_kill_gives_the_same_frames(cut_clip, tmp_path):
+    import os
+    import time
+
+    args = [sys.executable, "-m", "pipeline", "render", str(cut_clip), "-o", str(tmp_path / "out.mp4"),
+            "--engine", "classical", "--look", "denoise", "--max-side", "128", "--keyframe-interval", "3"]
+
+    def env(name):
+        return dict(os.environ, XDG_CACHE_HOME=str(tmp_path / name))
+
+    assert subprocess.run(args, env=env("whole"), capture_output=True).returncode == 0
+    process = subprocess.Popen(args, env=env("killed"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    folder = tmp_path / "killed" / "vdiff" / "frames"
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(folder.glob("*/*.vdf"))) < 6:
+        assert process.poll() is None, "the render ended before it could be killed"
+        time.sleep(0.02)
+    process.kill()
+    process.wait(timeout=30)
+    killed = len(list(folder.glob("*/*.vdf")))
+    assert 6 <= killed < 28
+    resumed = subprocess.run([*args, "--resume"], env=env("killed"), capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+
+    def frames(name):
+        return {p.name: CacheEntry(p.parent).load(int(p.stem)).tobytes()
+                for p in sorted((tmp_path / name / "vdiff" / "frames").glob("*/*.vdf"))}
+
+    assert frames("killed") == frames("whole") and len(frames("whole")) == 28
+
+
+def test_cli_keyframe_options_and_bad_values(cut_clip, tmp_path):
+    help_text = subprocess.run([sys.executable, "-m", "pipeline", "render", "--help"], capture_output=True,
+                               text=True).stdout
+    assert "--keyframe-interval" in help_text and "--keyframes {fixed,auto}" in help_text
+    bad = subprocess.run([sys.executable, "-m", "pipeline", "render", str(cut_clip), "-o", str(tmp_path / "o.mp4"),
+                          "--keyframe-interval", "-2"], capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "keyframes" in bad.stderr
+    out = tmp_path / "frame.png"
+    ok = subprocess.run([sys.executable, "-m", "pipeline", "preview", str(cut_clip), "--frame", "6", "-o", str(out),
+                         "--max-side", "96", "--keyframe-interval", "4"], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    assert cv2.imread(str(out)).shape == (54, 96, 3)
+
+
+@pytest.mark.diffusion
+def test_diffusion_renders_by_keyframes_with_its_consistency_mechanisms(cut_clip, tmp_path):
+    from pipeline.tiny_models import make_tiny_sd_folder
+
+    model = make_tiny_sd_folder(tmp_path / "tiny-sd")
+    params = StyleParams(engine="diffusion", model=str(model), prompt="a fox", steps=4, strength=0.5,
+                         max_side=64, keyframe_interval=3)
+    frames = frames_of(RenderRequest(cut_clip, params, 5, 12, use_cache=False))
+    assert sorted(frames) == list(range(5, 12))  # keyframes 5, 8, 9 (the cut), 12 closes the range
+    assert all(f.shape == (32, 64, 3) for f in frames.values())
