@@ -425,8 +425,11 @@ def _cmd_render(args) -> int:
     start, end = resolve_range(info, start, end)
     output = OutputSpec(Path(args.output), codec=args.codec, crf=args.crf, audio=not args.no_audio,
                         overwrite=args.overwrite)
+    cluster = _cluster_address(args)
+    if cluster is not None:  # a cluster renders every frame (pipeline.cluster): the same cache key as --resume's
+        params = params.replace(keyframe_interval=1)
     request = RenderRequest(Path(args.input), params, start, end, output, use_cache=not args.no_cache,
-                            cluster=_cluster_address(args))
+                            cluster=cluster)
     if args.resume and not args.no_cache:
         entry = FrameCache().find(render_key(info, cache_description(create_engine(params), start)))
         have = len(entry.indices() & set(range(start, end))) if entry else 0

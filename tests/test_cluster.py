@@ -90,7 +90,7 @@ def test_a_worker_that_does_not_see_the_source_renders_from_the_copy_it_is_sent(
     from pipeline.cluster.worker import ChunkWorker
 
     clip = make_footage_clip(tmp_path / "clip.mp4", frames=8, width=64, height=48, audio=False)
-    params = StyleParams(temporal_flow=False)
+    params = StyleParams(temporal_flow=False, keyframe_interval=1)  # a cluster renders every frame
     worker = ChunkWorker(params.to_dict(), 1, "lz4")
     elsewhere = {**source_identity(clip), "size": clip.stat().st_size + 1}  # the driver's file is another one
     assert worker.load(str(clip), elsewhere)["sees_source"] is False
@@ -212,7 +212,7 @@ def _pid_alive(pid: int) -> bool:
 
 def test_cluster_render_equals_the_local_one_keeps_audio_and_survives_a_killed_worker(ray_head, tmp_path):
     clip = make_footage_clip(tmp_path / "clip.mp4", frames=36, width=128, height=72)
-    params = StyleParams(temporal_flow=False)  # every frame stands alone: the frames must be identical
+    params = StyleParams(temporal_flow=False, keyframe_interval=1)  # a cluster renders every frame  # every frame stands alone: the frames must be identical
     output = tmp_path / "out.mp4"
     request = RenderRequest(clip, params, 0, 36, OutputSpec(output))
     cache = FrameCache(tmp_path / "cluster-cache")
@@ -253,7 +253,7 @@ def test_cli_cluster_render_with_defaults_matches_local_at_the_seams(ray_head, t
     assert run.returncode == 0, run.stderr
     assert re.search(r"cluster: worker 2 on node 127\.0\.0\.1 \(pid \d+\)", run.stderr)
     assert probe(out).has_audio and probe(out).frame_count == frames - start
-    params = StyleParams()  # the CLI's defaults: flow propagation on
+    params = StyleParams(keyframe_interval=1)  # the CLI's defaults (flow propagation on), every frame as a cluster renders
     entry = open_cache_entry(FrameCache(), probe(clip), create_engine(params), start)
     cluster = _frames(entry, start, frames)
     local = _local_frames(RenderRequest(clip, params, start, frames), tmp_path / "local-cache")

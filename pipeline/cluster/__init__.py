@@ -10,6 +10,9 @@ CPU core), chunk after chunk (pipeline.cluster.driver). See docs/distributed.md.
 
 from __future__ import annotations
 
+import dataclasses
+import logging
+
 from pathlib import Path
 from typing import Iterator
 
@@ -65,6 +68,8 @@ class ClusterEngine:
             self._connected = False
 
 
+log = logging.getLogger(__name__)
+
 def render_on_cluster(request: RenderRequest, address: str | None = None, cancel: CancelToken | None = None,
                       cache: FrameCache | None = None, workers: int | None = None,
                       chunk_frames: int = MAX_CHUNK_FRAMES, overlap: int = SEAM_OVERLAP,
@@ -86,6 +91,9 @@ def render_on_cluster(request: RenderRequest, address: str | None = None, cancel
         yield Failed("region edits (--mask, --mask-at) do not run on a cluster yet: render them on this machine",
                      exit_code=2)
         return
+    if request.params.keyframe_interval != 1:  # keyframe segments are not split over workers yet
+        log.info("a cluster render runs the engine on every frame (keyframe rendering runs on one machine for now)")
+        request = dataclasses.replace(request, params=request.params.replace(keyframe_interval=1))
     try:
         address = parse_address(address or request.cluster or "")
         if codec is not None and codec not in CODECS:
