@@ -34,7 +34,7 @@ def gpu_path(monkeypatch):
 
 def _params(model, **changes) -> StyleParams:
     values = dict(engine="diffusion", model=str(model), prompt="a fox", steps=4, strength=0.5, max_side=64,
-                  device="cpu")
+                  device="cpu", keyframe_interval=1)  # every frame: batching is what is tested
     values.update(changes)
     return StyleParams(**values)
 

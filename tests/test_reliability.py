@@ -346,7 +346,8 @@ def test_out_of_memory_twice_stops_with_a_clear_message_and_a_resumable_cache(sa
     from pipeline.render import render_frames
     from pipeline.request import RenderRequest, StyleParams
 
-    params = StyleParams(engine="diffusion", model=str(tiny_model), steps=2, strength=0.5, max_side=64)
+    params = StyleParams(engine="diffusion", model=str(tiny_model), steps=2, strength=0.5, max_side=64,
+                         keyframe_interval=1)  # every frame through the engine, as the fault expects
     engine = create_engine(params)
     engine.prepare()
     real_call = type(engine._pipe).__call__
