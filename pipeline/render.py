@@ -16,7 +16,6 @@ import queue
 import threading
 import time
 import traceback
-from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from pipeline.request import RenderRequest
 from pipeline.temporal.stabilizer import Stabilizer, flow_source, is_stateful, motion, propagates_flow
 from pipeline.video import VideoInfo, VideoReader, VideoWriter, probe, verify_output
 from pipeline.video.probe import check_renderable
+from pipeline.video.window import frames_with_neighbors
 from pipeline.video.writer import check_output_path, even_size
 
 log = logging.getLogger(__name__)
@@ -481,32 +481,9 @@ class _Computed:
 
 def _frames_with_neighbors(plan: _Plan) -> Iterator[tuple]:
     """(index, frame or None if cached, neighbours, centre) for each frame of the range, in order."""
-    radius = plan.engine.temporal_radius
     cached = plan.entry.indices() if plan.entry is not None else set()
     wanted = set(range(plan.start, plan.end)) - cached
-    if not wanted:  # everything is cached: no need to decode at all
-        for index in range(plan.start, plan.end):
-            yield index, None, [], 0
-        return
-    first = max(0, plan.start - radius)
-    last = min(plan.info.frame_count, plan.end + radius)
-    window: deque = deque(maxlen=2 * radius + 1)  # (index, frame), this frame's neighbourhood
-
-    def emit(index: int) -> tuple:
-        if index not in wanted:
-            return index, None, [], 0
-        base = window[0][0]
-        frames = [frame for _, frame in window]
-        return index, frames[index - base], frames, index - base
-
-    with VideoReader(plan.info.path, plan.info) as reader:
-        for index, frame in reader.iter_frames(first, last):
-            window.append((index, frame))
-            ready = index - radius  # its right-hand neighbours are all read now
-            if plan.start <= ready < plan.end:
-                yield emit(ready)
-    for ready in range(max(plan.start, last - radius), plan.end):  # the clip's end clamps these windows
-        yield emit(ready)
+    return frames_with_neighbors(plan.info, plan.start, plan.end, plan.engine.temporal_radius, wanted)
 
 
 def _decode_one(plan: _Plan, index: int) -> tuple[np.ndarray, list, int]:

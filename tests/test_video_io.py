@@ -192,3 +192,24 @@ def test_audio_the_container_cannot_take_is_re_encoded_to_aac(tmp_path):
     with av.open(str(out)) as container:
         audio = container.streams.audio[0]
         assert float(audio.duration * audio.time_base) == pytest.approx(1.0, abs=0.05)
+
+
+def test_window_reader_gives_each_frame_its_neighbours_in_one_pass(sample_clip):
+    from pipeline.video.window import frames_with_neighbors
+
+    info = probe(sample_clip)
+    with VideoReader(sample_clip, info) as reader:
+        every = [reader.frame(i) for i in range(info.frame_count)]
+    last = info.frame_count - 1
+    seen = list(frames_with_neighbors(info, 0, info.frame_count, radius=2))
+    assert [index for index, *_ in seen] == list(range(info.frame_count))
+    for index, frame, neighbours, centre in seen:
+        first = index - centre  # the window is a run of consecutive frames holding every frame within the radius
+        assert first <= max(0, index - 2) and first + len(neighbours) - 1 >= min(last, index + 2)
+        assert len(neighbours) <= 5 and np.array_equal(frame, every[index])
+        assert all(np.array_equal(n, every[first + i]) for i, n in enumerate(neighbours))
+
+    # frames not wanted (cached) come empty, and nothing wanted decodes nothing
+    partial = list(frames_with_neighbors(info, 2, 6, radius=1, wanted={3, 5}))
+    assert [(i, f is None) for i, f, _, _ in partial] == [(2, True), (3, False), (4, True), (5, False)]
+    assert all(f is None for _, f, _, _ in frames_with_neighbors(info, 0, 4, radius=1, wanted=set()))

@@ -23,7 +23,6 @@ from __future__ import annotations
 import os
 import queue
 import threading
-from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator
 
@@ -35,6 +34,7 @@ from pipeline.keyframes.plan import KeyframePlan
 from pipeline.keyframes.synth import Keyframe, synthesize, warp_sharp
 from pipeline.temporal.stabilizer import Stabilizer, flow_source, is_stateful, motion, propagates_flow
 from pipeline.video import VideoReader
+from pipeline.video.window import frames_with_neighbors
 
 QUEUE_SEGMENTS = 2  # keyframe segments buffered between stages
 _DONE = object()
@@ -253,24 +253,7 @@ class _KeyframeRender:
     # -- sources ----------------------------------------------------------------------------------
     def _frames(self) -> Iterator[tuple]:
         """(index, frame, neighbours, centre) for [start, plan.stop), with the engine's temporal radius."""
-        plan, radius = self.plan, self.engine.temporal_radius
-        stop = self.kplan.stop
-        first, last = max(0, plan.start - radius), min(plan.info.frame_count, stop + radius)
-        window: deque = deque(maxlen=2 * radius + 1)
-
-        def emit(index: int) -> tuple:
-            base = window[0][0]
-            frames = [f for _, f in window]
-            return index, frames[index - base], frames, index - base
-
-        with VideoReader(plan.info.path, plan.info) as reader:
-            for index, frame in reader.iter_frames(first, last):
-                window.append((index, frame))
-                ready = index - radius
-                if plan.start <= ready < stop:
-                    yield emit(ready)
-        for ready in range(max(plan.start, last - radius), stop):
-            yield emit(ready)
+        return frames_with_neighbors(self.plan.info, self.plan.start, self.kplan.stop, self.engine.temporal_radius)
 
     def _load_source(self, index: int):
         with VideoReader(self.plan.info.path, self.plan.info) as reader:
