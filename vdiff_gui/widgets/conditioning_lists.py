@@ -37,7 +37,7 @@ def _spin(low: float, high: float, value: float, step: float = 0.05) -> QDoubleS
 
 
 class _SpecList(QWidget):
-    """Rows of specs with an Add button; subclasses build one row's widgets."""
+    """Rows of specs with an Add button; subclasses give a spec's file and its row's own controls."""
 
     edited = Signal(tuple)
     add_text = "Add…"
@@ -92,13 +92,29 @@ class _SpecList(QWidget):
         button.clicked.connect(lambda: self.remove(index))
         return button
 
+    def _row(self, index: int, spec) -> QWidget:
+        """One row: the spec's file (read-only, stretched), the subclass's controls, a remove button."""
+        row = QWidget()
+        layout = QHBoxLayout(row)
+        layout.setContentsMargins(0, 0, 0, 0)
+        name = QLineEdit(self._path(spec))
+        name.setReadOnly(True)
+        name.setToolTip(self._path(spec))
+        layout.addWidget(name, 1)
+        for widget in (*self._controls(index, spec), self._remove_button(index)):
+            layout.addWidget(widget)
+        return row
+
     def _normalize(self, specs) -> tuple:
         raise NotImplementedError
 
     def _new(self, path: str):
         raise NotImplementedError
 
-    def _row(self, index: int, spec) -> QWidget:
+    def _path(self, spec) -> str:
+        raise NotImplementedError
+
+    def _controls(self, index: int, spec) -> list[QWidget]:
         raise NotImplementedError
 
 
@@ -121,22 +137,17 @@ class ControlNetList(_SpecList):
     def _new(self, path: str) -> ControlNetSpec:
         return ControlNetSpec(path)
 
-    def _row(self, index: int, spec: ControlNetSpec) -> QWidget:
-        row = QWidget()
-        layout = QHBoxLayout(row)
-        layout.setContentsMargins(0, 0, 0, 0)
-        name = QLineEdit(spec.model)
-        name.setReadOnly(True)
-        name.setToolTip(spec.model)
+    def _path(self, spec: ControlNetSpec) -> str:
+        return spec.model
+
+    def _controls(self, index: int, spec: ControlNetSpec) -> list[QWidget]:
         control = QComboBox()
         control.addItems(CONTROL_TYPES)
         control.setCurrentText(spec.control)
         control.activated.connect(lambda i: self.change(index, control=control.itemText(i)))
         scale = _spin(0.0, 5.0, spec.scale)
         scale.valueChanged.connect(lambda v: self.change(index, scale=round(v, 2)))
-        for widget in (name, control, scale, self._remove_button(index)):
-            layout.addWidget(widget, 1 if widget is name else 0)
-        return row
+        return [control, scale]
 
     def set_specs(self, specs) -> None:
         super().set_specs(specs)
@@ -173,15 +184,10 @@ class LoraList(_SpecList):
     def _new(self, path: str) -> LoraSpec:
         return LoraSpec(path)
 
-    def _row(self, index: int, spec: LoraSpec) -> QWidget:
-        row = QWidget()
-        layout = QHBoxLayout(row)
-        layout.setContentsMargins(0, 0, 0, 0)
-        name = QLineEdit(spec.path)
-        name.setReadOnly(True)
-        name.setToolTip(spec.path)
+    def _path(self, spec: LoraSpec) -> str:
+        return spec.path
+
+    def _controls(self, index: int, spec: LoraSpec) -> list[QWidget]:
         weight = _spin(-5.0, 5.0, spec.weight)
         weight.valueChanged.connect(lambda v: self.change(index, weight=round(v, 2)))
-        for widget in (name, weight, self._remove_button(index)):
-            layout.addWidget(widget, 1 if widget is name else 0)
-        return row
+        return [weight]
