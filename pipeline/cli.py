@@ -14,6 +14,9 @@ import time
 from pathlib import Path
 
 from pipeline import __version__
+from pipeline.cluster.cli_args import add_cluster_options, cluster_address
+from pipeline.conditioning_args import add_conditioning_options, conditioning_from_args
+from pipeline.editing.cli_args import add_editing_options, editing_params
 from pipeline.errors import VdiffError
 
 EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -94,7 +97,7 @@ def _add_engine_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--low-memory", action="store_true", help="diffusion: model offload and VAE slicing/tiling")
     g.add_argument("--allow-pickle", action="store_true",
                    help="diffusion: allow loading pickle checkpoints (.ckpt/.bin/.pt); they can run arbitrary code")
-    _add_conditioning_options(parser)
+    add_conditioning_options(parser)
     t = parser.add_argument_group("temporal consistency (on by default; see docs/quality.md)")
     t.add_argument("--no-temporal-flow", action="store_true",
                    help="do not blend in the previous stylized frame warped along the source's optical flow")
@@ -123,91 +126,6 @@ def _add_keyframe_options(parser: argparse.ArgumentParser) -> None:
                    "Either way scene cuts are detected and each shot starts with a keyframe")
     k.add_argument("--keyframe-min", type=int, default=2, metavar="N", help="auto: shortest spacing (default: 2)")
     k.add_argument("--keyframe-max", type=int, default=8, metavar="N", help="auto: longest spacing (default: 8)")
-
-
-def _add_conditioning_options(parser: argparse.ArgumentParser) -> None:
-    from pipeline.conditioning import CONTROL_TYPES
-
-    c = parser.add_argument_group("diffusion conditioning: ControlNet, LoRA, IP-Adapter (files: docs/models.md)")
-    c.add_argument("--controlnet", action="append", default=[], metavar="ID|PATH[:SCALE]",
-                   help="a ControlNet (folder, hub id or .safetensors) and its scale (default 1.0); repeatable")
-    c.add_argument("--control", action="append", default=[], choices=CONTROL_TYPES,
-                   help="the preprocessor of each --controlnet, in order (one value applies to all; default canny): "
-                   "canny and tile need no weights, depth needs --annotator")
-    c.add_argument("--control-start", action="append", default=[], type=float, metavar="F",
-                   help="fraction of the steps where each ControlNet starts guiding (default 0)")
-    c.add_argument("--control-end", action="append", default=[], type=float, metavar="F",
-                   help="... and where it stops (default 1)")
-    c.add_argument("--annotator", "--depth-model", default="", metavar="ID|PATH",
-                   help="the model of a learned preprocessor: a transformers depth-estimation model for depth")
-    c.add_argument("--lora", action="append", default=[], metavar="ID|PATH[:WEIGHT]",
-                   help="a LoRA (.safetensors in diffusers or kohya layout, a folder or a hub id) and its weight "
-                   "(default 1.0); repeatable. LCM-LoRA: add --scheduler lcm --steps 4 --guidance 1.5")
-    c.add_argument("--ip-adapter", default="", metavar="ID|PATH[:SCALE]",
-                   help="an IP-Adapter (.safetensors with an image_encoder/ folder beside it) and its scale "
-                   "(default 0.6): --style-image becomes the style of every frame")
-    c.add_argument("--safety-checker", action="store_true",
-                   help="run the model's NSFW safety checker: flagged frames come out black, with a warning naming them "
-                   "(off by default)")
-
-
-def conditioning_from_args(args) -> dict:
-    """The StyleParams fields of the conditioning options (BadInputError for a mismatched count)."""
-    from pipeline.conditioning import ControlNetSpec, LoraSpec, split_scale
-    from pipeline.errors import BadInputError
-
-    nets = []
-    count = len(args.controlnet)
-    for flag, values in (("--control", args.control), ("--control-start", args.control_start),
-                         ("--control-end", args.control_end)):
-        if len(values) > 1 and len(values) != count:
-            raise BadInputError(f"give {flag} once for all ControlNets or once per --controlnet ({count})")
-        if values and not count:
-            raise BadInputError(f"{flag} needs a --controlnet")
-
-    def nth(values, i, default):
-        return values[i] if len(values) > 1 else (values[0] if values else default)
-
-    for i, spec in enumerate(args.controlnet):
-        model, scale = split_scale(spec, 1.0, "--controlnet")
-        nets.append(ControlNetSpec(model, nth(args.control, i, "canny"), scale, nth(args.control_start, i, 0.0),
-                                   nth(args.control_end, i, 1.0)))
-    loras = [LoraSpec(*split_scale(spec, 1.0, "--lora")) for spec in args.lora]
-    ip_adapter, ip_scale = split_scale(args.ip_adapter, 0.6, "--ip-adapter") if args.ip_adapter else ("", 0.6)
-    return dict(controlnets=tuple(nets), loras=tuple(loras), ip_adapter=ip_adapter, ip_adapter_scale=ip_scale,
-                annotator=args.annotator, safety_checker=args.safety_checker)
-
-
-def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
-    from pipeline.cluster.chunks import MAX_CHUNK_FRAMES, SEAM_OVERLAP
-
-    g = parser.add_argument_group("distributed rendering (the vdiff[cluster] extra; see docs/distributed.md)")
-    g.add_argument("--cluster", metavar="ADDRESS",
-                   help="render on a Ray cluster: auto, HOST:PORT (a head started with `ray start --head`), "
-                   "ray://HOST:10001, or local (Ray started here for the render: one engine per GPU, else per CPU core)")
-    g.add_argument("--cluster-workers", type=int, default=None, metavar="N",
-                   help="use at most N workers (default: one per GPU of the cluster, else one per CPU core)")
-    g.add_argument("--chunk-frames", type=int, default=MAX_CHUNK_FRAMES, metavar="N",
-                   help=f"the longest run of frames a worker renders at once (default: {MAX_CHUNK_FRAMES}; the last chunks are shorter)")
-    g.add_argument("--frame-codec", choices=("lz4", "png", "zlib", "raw"), default="lz4",
-                   help="how frames travel back: lz4 (default), png (smallest, slowest: slow links), zlib, raw (fast links)")
-    g.add_argument("--seam-overlap", type=int, default=SEAM_OVERLAP, metavar="N",
-                   help=f"frames a worker renders before its chunk so its temporal state matches (default: {SEAM_OVERLAP})")
-
-
-def _add_editing_options(parser: argparse.ArgumentParser) -> None:
-    e = parser.add_argument_group("content editing (docs/editing.md)")
-    e.add_argument("--mask", metavar="PATH",
-                   help="edit only where the mask is white: an image (one mask for the range), or a video or a "
-                   "folder of PNGs (a mask per source frame); outside it the output is the source")
-    e.add_argument("--mask-at", action="append", default=[], metavar="FRAME:PNG",
-                   help="a mask painted on one frame, carried along the source's motion to the rest of the "
-                   "range; repeat to re-anchor it on later frames (e.g. --mask-at 0:a.png --mask-at 90:b.png)")
-    e.add_argument("--mask-feather", type=float, default=3.0, metavar="PX",
-                   help="soft edge of the composite with the source, in output pixels (default: 3)")
-    e.add_argument("--image-guidance", type=float, default=1.5, metavar="F",
-                   help="diffusion, InstructPix2Pix models (prompt: an instruction such as 'make it winter'): "
-                   "how closely to keep to the source frame (default: 1.5)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -245,8 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "peak memory on stderr at the end; with a path, also write them there as JSON "
                         "(VDIFF_PROFILE=1: the same without the flag)")
     _add_engine_options(render)
-    _add_editing_options(render)
-    _add_cluster_options(render)
+    add_editing_options(render)
+    add_cluster_options(render)
 
     preview = sub.add_parser("preview", help="stylize one frame to a PNG (with keyframes: carried from its two "
                              "keyframes, from the cache or rendered; other temporal consistency needs a render)")
@@ -254,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     preview.add_argument("--frame", required=True, metavar="N|TIME", help="the frame: a number or a time")
     preview.add_argument("-o", "--output", required=True, metavar="OUT.png")
     _add_engine_options(preview)
-    _add_editing_options(preview)
+    add_editing_options(preview)
 
     metrics = sub.add_parser("metrics", help="measure flicker: the warp error of an output and of its input (a JSON summary)",
                              description="Warp error (Lai et al. 2018) of OUTPUT and of INPUT (the floor): their "
@@ -322,7 +240,7 @@ def params_from_args(args, info=None) -> "StyleParams":
     positions of schedules and painted masks."""
     from pipeline.request import StyleParams
 
-    edits = _editing_params(args, info)
+    edits = editing_params(args, info)
     strength = edits.pop("strength")
     return StyleParams(
         engine=args.engine,
@@ -356,48 +274,6 @@ def params_from_args(args, info=None) -> "StyleParams":
     ).validate()
 
 
-def _editing_params(args, info) -> dict:
-    """prompt/strength/seed (constants or schedules), masks and image guidance from the command line."""
-    from pipeline.editing.schedule import parse_keys, split_key
-    from pipeline.errors import BadInputError
-    from pipeline.request import parse_position
-
-    def to_frame(text: str) -> int:
-        if info is None:
-            return int(text) if text.isdigit() else 0
-        return parse_position(text, float(info.fps), info.frame_count, info)
-
-    def scheduled(texts, kind, default):
-        if not texts:
-            return default, ()
-        if len(texts) == 1 and split_key(texts[0])[0] is None:
-            return parse_keys(texts, to_frame, kind)[0][1], ()
-        keys = parse_keys(texts, to_frame, kind)
-        return keys[0][1], keys
-
-    prompt, prompt_keys = scheduled(args.prompt, str, "")
-    strength, strength_keys = scheduled(args.strength, float, 0.5 if args.engine == "diffusion" else 1.0)
-    seed, seed_keys = scheduled(args.seed, int, 0)
-    if strength_keys and args.engine != "diffusion":
-        raise BadInputError("a strength that changes over time needs --engine diffusion")
-    anchors = []
-    for text in args.mask_at:
-        position, path = split_key(text)
-        if position is None or not path:
-            raise BadInputError(f"--mask-at takes FRAME:PNG (e.g. 0:mask.png), got '{text}'")
-        if not Path(path).is_file():
-            raise BadInputError(f"mask not found: {path}")
-        anchors.append((to_frame(position), str(Path(path).resolve())))
-    if args.mask and not Path(args.mask).exists():
-        raise BadInputError(f"mask not found: {args.mask}")
-    return {
-        "prompt": prompt, "prompt_keys": prompt_keys, "strength": strength, "strength_keys": strength_keys,
-        "seed": seed, "seed_keys": seed_keys, "mask": str(Path(args.mask).resolve()) if args.mask else None,
-        "mask_anchors": tuple(sorted(anchors)), "mask_feather": args.mask_feather,
-        "image_guidance": args.image_guidance,
-    }
-
-
 def _check_style_image(params) -> None:
     from pipeline.errors import BadInputError
 
@@ -425,7 +301,7 @@ def _cmd_render(args) -> int:
     start, end = resolve_range(info, start, end)
     output = OutputSpec(Path(args.output), codec=args.codec, crf=args.crf, audio=not args.no_audio,
                         overwrite=args.overwrite)
-    cluster = _cluster_address(args)
+    cluster = cluster_address(args)
     if cluster is not None:  # a cluster renders every frame (pipeline.cluster): the same cache key as --resume's
         params = params.replace(keyframe_interval=1)
     request = RenderRequest(Path(args.input), params, start, end, output, use_cache=not args.no_cache,
@@ -479,23 +355,6 @@ def _render_with_progress(request, progress, args) -> int:
             print(f"vdiff: error: {event.message}", file=sys.stderr)
             return event.exit_code
     return EXIT_INTERNAL
-
-
-def _cluster_address(args) -> str | None:
-    """The checked --cluster address, or None to render here."""
-    from pipeline.errors import BadInputError
-
-    if args.cluster is None:
-        return None
-    from pipeline.cluster.address import parse_address, ray_available, why_unavailable
-
-    if args.no_cache:
-        raise BadInputError("--cluster needs the frame cache (frames come back through it): drop --no-cache")
-    if args.chunk_frames < 1 or args.seam_overlap < 0 or (args.cluster_workers is not None and args.cluster_workers < 1):
-        raise BadInputError("--chunk-frames and --cluster-workers must be at least 1, --seam-overlap at least 0")
-    if not ray_available():
-        raise BadInputError(why_unavailable())
-    return parse_address(args.cluster)
 
 
 def _report_finished(event) -> int:
