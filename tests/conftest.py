@@ -6,6 +6,9 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # before anything imports
 os.environ["HF_HUB_OFFLINE"] = "1"  # no test may reach a model hub
 
 from fractions import Fraction  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
 
 import pytest  # noqa: E402
 
@@ -35,3 +38,24 @@ def sample_clip(clip_dir):
 def ntsc_clip(clip_dir):
     """30 frames at 30000/1001 fps with audio."""
     return make_sample_clip(clip_dir / "ntsc.mp4", frames=30, width=160, height=96, fps=Fraction(30000, 1001))
+
+
+# --- the diffusion tests' shared parts (built once per session; tests that change a model copy it first) ---
+
+
+@pytest.fixture(scope="session")
+def tiny_folder(tmp_path_factory) -> Path:
+    """A tiny random-weight SD pipeline saved as a user's model folder, loaded through the user's code path."""
+    from pipeline.tiny_models import make_tiny_sd_folder  # torch and diffusers: only for the tests that ask
+
+    return make_tiny_sd_folder(tmp_path_factory.mktemp("models") / "tiny-sd")
+
+
+@pytest.fixture(scope="session")
+def frame() -> np.ndarray:
+    """A 64x48 frame: a colour gradient with a square, so img2img has structure to keep. Do not modify it."""
+    y, x = np.mgrid[0:48, 0:64]
+    image = np.stack([x * 4, y * 5, np.full_like(x, 90)], axis=-1).astype(np.uint8)
+    image[12:30, 20:40] = (230, 40, 40)
+    image.flags.writeable = False  # shared by the session: a test that writes to it fails loudly
+    return image

@@ -30,11 +30,6 @@ def root(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def base(root) -> Path:
-    return tiny_models.make_tiny_sd_folder(root / "tiny-sd")
-
-
-@pytest.fixture(scope="session")
 def unet():
     return tiny_models.make_tiny_sd_pipeline().unet
 
@@ -60,14 +55,6 @@ def style_picture(root) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def frame() -> np.ndarray:
-    y, x = np.mgrid[0:48, 0:64]
-    image = np.stack([x * 4, y * 5, np.full_like(x, 90)], axis=-1).astype(np.uint8)
-    image[12:30, 20:40] = (230, 40, 40)
-    return image
-
-
 def params(model, **changes) -> StyleParams:
     values = dict(engine="diffusion", model=str(model), prompt="a red fox", steps=2, strength=1.0, seed=3,
                   cross_frame_attention=False)
@@ -90,8 +77,8 @@ def differ(a, b) -> float:
 
 
 @pytest.fixture(scope="session")
-def plain(base, frame) -> np.ndarray:
-    return out(prepared(base), frame)
+def plain(tiny_folder, frame) -> np.ndarray:
+    return out(prepared(tiny_folder), frame)
 
 
 # --- LoRA ---
@@ -107,15 +94,15 @@ def lora_kohya(root, unet) -> Path:
     return tc.make_tiny_lora(unet, root / "lora-kohya.safetensors", kohya=True)
 
 
-def test_a_lora_folder_and_a_kohya_file_change_the_output_alike(base, frame, plain, lora_folder, lora_kohya):
-    from_folder = out(prepared(base, loras=[{"path": str(lora_folder)}]), frame)
-    from_kohya = out(prepared(base, loras=[{"path": str(lora_kohya)}]), frame)
+def test_a_lora_folder_and_a_kohya_file_change_the_output_alike(tiny_folder, frame, plain, lora_folder, lora_kohya):
+    from_folder = out(prepared(tiny_folder, loras=[{"path": str(lora_folder)}]), frame)
+    from_kohya = out(prepared(tiny_folder, loras=[{"path": str(lora_kohya)}]), frame)
     assert differ(from_folder, plain) > 2  # the LoRA reached the pixels
     assert differ(from_folder, from_kohya) < 0.5  # the same LoRA in both layouts
 
 
-def test_lora_weight_and_prompt_are_per_call_settings(base, frame, plain, lora_kohya):
-    engine = prepared(base, loras=[{"path": str(lora_kohya), "weight": 1.0}])
+def test_lora_weight_and_prompt_are_per_call_settings(tiny_folder, frame, plain, lora_kohya):
+    engine = prepared(tiny_folder, loras=[{"path": str(lora_kohya), "weight": 1.0}])
     pipe, prompt = engine._pipe, engine._prompt_kwargs
     weighted = out(engine, frame)
     assert engine.update(engine.params.replace(loras=[{"path": str(lora_kohya), "weight": 0.0}], seed=3))
@@ -127,19 +114,19 @@ def test_lora_weight_and_prompt_are_per_call_settings(base, frame, plain, lora_k
     assert not engine.update(engine.params.replace(loras=()))  # the set of LoRAs is a load setting
 
 
-def test_a_lora_for_another_base_model_is_a_clear_message(root, base, xl_unet):
+def test_a_lora_for_another_base_model_is_a_clear_message(root, tiny_folder, xl_unet):
     other = tc.make_tiny_lora(xl_unet, root / "xl-lora")
     with pytest.raises(ModelError, match="LoRA .* (does not fit|holds no layers)"):
-        prepared(base, loras=[{"path": str(other)}])
+        prepared(tiny_folder, loras=[{"path": str(other)}])
 
 
-def test_a_file_that_is_not_a_lora_is_a_clear_message(base, tmp_path):
+def test_a_file_that_is_not_a_lora_is_a_clear_message(tiny_folder, tmp_path):
     bad = tmp_path / "holiday.safetensors"
     bad.write_bytes(b"not weights at all" * 10)
     with pytest.raises(ModelError, match="LoRA"):
-        prepared(base, loras=[{"path": str(bad)}])
+        prepared(tiny_folder, loras=[{"path": str(bad)}])
     with pytest.raises(ModelError, match="LoRA .*not found"):
-        prepared(base, loras=[{"path": str(tmp_path / "missing.safetensors")}])
+        prepared(tiny_folder, loras=[{"path": str(tmp_path / "missing.safetensors")}])
 
 
 # --- ControlNet ---
@@ -155,23 +142,23 @@ def net_file(root, unet) -> Path:
     return tc.make_tiny_controlnet(unet, root / "nets" / "tile.safetensors", seed=1, single_file=True)
 
 
-def test_a_controlnet_folder_and_a_single_file_change_the_output(base, frame, plain, net_folder, net_file):
-    engine = prepared(base, controlnets=[{"model": str(net_folder), "control": "canny"}])
+def test_a_controlnet_folder_and_a_single_file_change_the_output(tiny_folder, frame, plain, net_folder, net_file):
+    engine = prepared(tiny_folder, controlnets=[{"model": str(net_folder), "control": "canny"}])
     assert type(engine._pipe).__name__ == "StableDiffusionControlNetImg2ImgPipeline"
     canny = out(engine, frame)
-    tile = out(prepared(base, controlnets=[{"model": str(net_file), "control": "tile"}]), frame)
+    tile = out(prepared(tiny_folder, controlnets=[{"model": str(net_file), "control": "tile"}]), frame)
     assert differ(canny, plain) > 2 and differ(tile, plain) > 2 and differ(canny, tile) > 1
     pipe = engine._pipe
     assert engine.update(engine.params.replace(controlnets=[{"model": str(net_folder), "control": "canny", "scale": 0.3}]))
     assert engine._pipe is pipe and differ(out(engine, frame), canny) > 0.5  # the scale is per call
 
 
-def test_several_controlnets_at_once(base, frame, net_folder, net_file):
+def test_several_controlnets_at_once(tiny_folder, frame, net_folder, net_file):
     both = [{"model": str(net_folder), "control": "canny"}, {"model": str(net_file), "control": "tile", "scale": 0.5,
                                                              "start": 0.0, "end": 0.5}]
-    engine = prepared(base, controlnets=both)
+    engine = prepared(tiny_folder, controlnets=both)
     assert type(engine._pipe.controlnet).__name__ == "MultiControlNetModel"
-    one = out(prepared(base, controlnets=both[:1]), frame)
+    one = out(prepared(tiny_folder, controlnets=both[:1]), frame)
     assert differ(out(engine, frame), one) > 0.5
 
 
@@ -182,14 +169,14 @@ def test_a_tiny_sdxl_model_with_a_controlnet(root, xl, xl_unet, frame):
     assert differ(out(engine, frame), out(prepared(xl), frame)) > 1
 
 
-def test_a_controlnet_for_another_base_model_is_a_clear_message(root, base, xl_unet, tmp_path):
+def test_a_controlnet_for_another_base_model_is_a_clear_message(root, tiny_folder, xl_unet, tmp_path):
     net = tc.make_tiny_controlnet(xl_unet, root / "xl-net-2")
     with pytest.raises(ModelError, match="ControlNet .* made for another base model"):
-        prepared(base, controlnets=[{"model": str(net)}])
+        prepared(tiny_folder, controlnets=[{"model": str(net)}])
     broken = tmp_path / "net.safetensors"
     broken.write_bytes(b"\x00" * 64)
     with pytest.raises(ModelError, match="ControlNet"):
-        prepared(base, controlnets=[{"model": str(broken)}])
+        prepared(tiny_folder, controlnets=[{"model": str(broken)}])
 
 
 def test_control_images_are_computed_once_per_frame_and_cached(frame):
@@ -215,18 +202,18 @@ def test_the_depth_control_runs_a_transformers_depth_model_the_user_has(root, fr
         ControlImages(annotator=str(tmp_path / "dpt")).check(("depth",))
 
 
-def test_controlnet_and_lora_from_the_hub_cache_offline(base, frame, plain, net_folder, lora_folder, tmp_path,
+def test_controlnet_and_lora_from_the_hub_cache_offline(tiny_folder, frame, plain, net_folder, lora_folder, tmp_path,
                                                           monkeypatch):
     from huggingface_hub import constants
 
     tiny_models.put_in_hub_cache(net_folder, tmp_path / "hub", "vdiff-tests/net")
     tiny_models.put_in_hub_cache(lora_folder, tmp_path / "hub", "vdiff-tests/lora")
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
-    engine = prepared(base, controlnets=[{"model": "vdiff-tests/net"}],
+    engine = prepared(tiny_folder, controlnets=[{"model": "vdiff-tests/net"}],
                       loras=[{"path": "vdiff-tests/lora/pytorch_lora_weights.safetensors"}])
     assert differ(out(engine, frame), plain) > 2
     with pytest.raises(ModelError, match="not in the Hugging Face cache"):
-        prepared(base, controlnets=[{"model": "vdiff-tests/absent"}])
+        prepared(tiny_folder, controlnets=[{"model": "vdiff-tests/absent"}])
 
 
 def test_learned_preprocessors_without_their_model_are_a_clear_message(frame):
@@ -244,9 +231,9 @@ def ip_file(root, unet) -> Path:
     return tc.make_tiny_ip_adapter(unet, root / "ip" / "ip-adapter_tiny.safetensors")
 
 
-def test_an_ip_adapter_makes_the_picture_the_style_with_one_embedding_per_render(base, frame, plain, ip_file,
+def test_an_ip_adapter_makes_the_picture_the_style_with_one_embedding_per_render(tiny_folder, frame, plain, ip_file,
                                                                                 style_picture, tmp_path):
-    engine = prepared(base, ip_adapter=str(ip_file), style_image=str(style_picture), ip_adapter_scale=1.0)
+    engine = prepared(tiny_folder, ip_adapter=str(ip_file), style_image=str(style_picture), ip_adapter_scale=1.0)
     styled = out(engine, frame)
     assert differ(styled, plain) > 2
     clip = make_sample_clip(tmp_path / "c.mp4", frames=3, width=64, height=48, fps=12)
@@ -257,22 +244,22 @@ def test_an_ip_adapter_makes_the_picture_the_style_with_one_embedding_per_render
     assert engine.loads == 1 and differ(out(engine, frame), plain) < 0.5  # scale 0: no style, no reload
 
 
-def test_an_ip_adapter_folder_loads_too(base, frame, ip_file, style_picture):
-    engine = prepared(base, ip_adapter=str(ip_file.parent), style_image=str(style_picture))
+def test_an_ip_adapter_folder_loads_too(tiny_folder, frame, ip_file, style_picture):
+    engine = prepared(tiny_folder, ip_adapter=str(ip_file.parent), style_image=str(style_picture))
     assert engine._pipe.image_encoder is not None
 
 
-def test_a_mismatched_or_incomplete_ip_adapter_is_a_clear_message(root, base, unet, style_picture, tmp_path):
+def test_a_mismatched_or_incomplete_ip_adapter_is_a_clear_message(root, tiny_folder, unet, style_picture, tmp_path):
     wrong = tc.make_tiny_ip_adapter(unet, root / "ip-16" / "ip.safetensors", embed_dim=16)
     with pytest.raises(ModelError, match="IP-Adapter .*(expects image embeddings|does not fit)"):
-        prepared(base, ip_adapter=str(wrong), style_image=str(style_picture))
+        prepared(tiny_folder, ip_adapter=str(wrong), style_image=str(style_picture))
     lonely = tmp_path / "alone" / "ip.safetensors"
     lonely.parent.mkdir()
     lonely.write_bytes((root / "ip-16" / "ip.safetensors").read_bytes())
     with pytest.raises(ModelError, match="needs its image encoder"):
-        prepared(base, ip_adapter=str(lonely), style_image=str(style_picture))
+        prepared(tiny_folder, ip_adapter=str(lonely), style_image=str(style_picture))
     with pytest.raises(BadInputError, match="needs a style image"):
-        params(base, ip_adapter=str(wrong))
+        params(tiny_folder, ip_adapter=str(wrong))
 
 
 # --- schedulers, cancelling a load ---
@@ -281,24 +268,24 @@ def test_a_mismatched_or_incomplete_ip_adapter_is_a_clear_message(root, base, un
 @pytest.mark.parametrize("name, class_name", [("unipc", "UniPCMultistepScheduler"),
                                               ("dpm++-karras", "DPMSolverMultistepScheduler"),
                                               ("tcd", "TCDScheduler")])
-def test_new_schedulers(base, name, class_name):
-    pipe = load_img2img_pipeline(str(base), "cpu", __import__("torch").float32)
+def test_new_schedulers(tiny_folder, name, class_name):
+    pipe = load_img2img_pipeline(str(tiny_folder), "cpu", __import__("torch").float32)
     set_scheduler(pipe, name)
     assert type(pipe.scheduler).__name__ == class_name
     if name == "dpm++-karras":
         assert pipe.scheduler.config.use_karras_sigmas
 
 
-def test_a_scheduler_that_does_not_fit_the_model_is_a_clear_message(base):
+def test_a_scheduler_that_does_not_fit_the_model_is_a_clear_message(tiny_folder):
     from diffusers import FlowMatchEulerDiscreteScheduler
 
-    pipe = load_img2img_pipeline(str(base), "cpu", __import__("torch").float32)
+    pipe = load_img2img_pipeline(str(tiny_folder), "cpu", __import__("torch").float32)
     pipe.scheduler = FlowMatchEulerDiscreteScheduler()  # what SD3 and Flux models ship
     with pytest.raises(BadInputError, match="does not fit this model.*flow-matching"):
         set_scheduler(pipe, "unipc")
 
 
-def test_a_model_load_can_be_cancelled_between_components(base):
+def test_a_model_load_can_be_cancelled_between_components(tiny_folder):
     token, seen = CancelToken(), []
 
     def on_progress(component, done, total):
@@ -306,7 +293,7 @@ def test_a_model_load_can_be_cancelled_between_components(base):
         if done == 1:
             token.cancel()
 
-    engine = DiffusionEngine(params(base))
+    engine = DiffusionEngine(params(tiny_folder))
     engine.on_load_progress = on_progress
     with pytest.raises(CancelledError):
         engine.prepare(token)
@@ -317,32 +304,32 @@ def test_a_model_load_can_be_cancelled_between_components(base):
 # --- the command line ---
 
 
-def test_cli_renders_with_a_controlnet_a_lora_and_an_ip_adapter(base, net_folder, lora_kohya, ip_file, style_picture,
+def test_cli_renders_with_a_controlnet_a_lora_and_an_ip_adapter(tiny_folder, net_folder, lora_kohya, ip_file, style_picture,
                                                                 tmp_path):
     clip = make_sample_clip(tmp_path / "c.mp4", frames=2, width=64, height=48, fps=12)
     output = tmp_path / "out.mp4"
-    code = main(["render", str(clip), "-o", str(output), "--engine", "diffusion", "--model", str(base),
+    code = main(["render", str(clip), "-o", str(output), "--engine", "diffusion", "--model", str(tiny_folder),
                  "--steps", "2", "--strength", "1", "--controlnet", f"{net_folder}:0.8", "--control", "canny",
                  "--lora", f"{lora_kohya}:0.8", "--style-image", str(style_picture), "--ip-adapter", str(ip_file),
                  "--quiet", "--no-cache"])
     assert code == 0 and output.is_file()
 
 
-def test_cli_mismatched_controlnet_is_one_line_and_exit_2(base, root, xl_unet, tmp_path, capsys):
+def test_cli_mismatched_controlnet_is_one_line_and_exit_2(tiny_folder, root, xl_unet, tmp_path, capsys):
     net = tc.make_tiny_controlnet(xl_unet, root / "xl-net-cli")
     clip = make_sample_clip(tmp_path / "c.mp4", frames=2, width=64, height=48, fps=12)
-    code = main(["render", str(clip), "-o", str(tmp_path / "o.mp4"), "--engine", "diffusion", "--model", str(base),
+    code = main(["render", str(clip), "-o", str(tmp_path / "o.mp4"), "--engine", "diffusion", "--model", str(tiny_folder),
                  "--steps", "2", "--controlnet", str(net), "--quiet"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "made for another base model" in err
     assert not (tmp_path / "o.mp4").exists()
 
 
-def test_cli_conditioning_flags_pair_up_in_order(base):
+def test_cli_conditioning_flags_pair_up_in_order(tiny_folder):
     from pipeline.cli import build_parser, params_from_args
 
     args = build_parser().parse_args([
-        "render", "in.mp4", "-o", "o.mp4", "--engine", "diffusion", "--model", str(base),
+        "render", "in.mp4", "-o", "o.mp4", "--engine", "diffusion", "--model", str(tiny_folder),
         "--controlnet", "org/canny:0.7", "--controlnet", "C:/nets/tile", "--control", "canny", "--control", "tile",
         "--control-end", "0.6", "--lora", "a.safetensors:0.8", "--lora", "org/b"])
     p = params_from_args(args)
@@ -355,8 +342,8 @@ def test_cli_conditioning_flags_pair_up_in_order(base):
         params_from_args(bad)
 
 
-def test_cli_style_image_for_diffusion_without_an_ip_adapter_is_exit_2(base, style_picture, tmp_path, capsys):
+def test_cli_style_image_for_diffusion_without_an_ip_adapter_is_exit_2(tiny_folder, style_picture, tmp_path, capsys):
     clip = make_sample_clip(tmp_path / "c.mp4", frames=2, width=64, height=48, fps=12)
-    code = main(["render", str(clip), "-o", str(tmp_path / "o.mp4"), "--engine", "diffusion", "--model", str(base),
+    code = main(["render", str(clip), "-o", str(tmp_path / "o.mp4"), "--engine", "diffusion", "--model", str(tiny_folder),
                  "--style-image", str(style_picture)])
     assert code == 2 and "needs an IP-Adapter" in capsys.readouterr().err

@@ -25,11 +25,6 @@ def models_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_folder(models_dir) -> Path:
-    return tiny_models.make_tiny_sd_folder(models_dir / "tiny-sd")
-
-
-@pytest.fixture(scope="session")
 def tiny_single_file(models_dir) -> Path:
     return tiny_models.make_tiny_sd_single_file(models_dir / "single" / "tiny-sd.safetensors")
 
@@ -42,15 +37,6 @@ def tiny_bin_folder(models_dir) -> Path:
 @pytest.fixture(scope="session")
 def tiny_ckpt(models_dir) -> Path:
     return tiny_models.make_pickle_checkpoint(models_dir / "ckpt" / "tiny-sd.ckpt")
-
-
-@pytest.fixture
-def frame() -> np.ndarray:
-    """A 64x48 frame: a colour gradient with a square, so img2img has structure to keep."""
-    y, x = np.mgrid[0:48, 0:64]
-    image = np.stack([x * 4, y * 5, np.full_like(x, 90)], axis=-1).astype(np.uint8)
-    image[12:30, 20:40] = (230, 40, 40)
-    return image
 
 
 def make_engine(model: Path, **changes) -> DiffusionEngine:

@@ -6,7 +6,6 @@ native size (13). Tiny random-weight models, loaded through the user's path."""
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -37,21 +36,8 @@ def models(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_folder(models) -> Path:
-    return tiny_models.make_tiny_sd_folder(models / "tiny-sd")
-
-
-@pytest.fixture(scope="session")
 def clip(tmp_path_factory) -> Path:
     return make_sample_clip(tmp_path_factory.mktemp("reliability-clips") / "c.mp4", frames=3, width=64, height=48, fps=12)
-
-
-@pytest.fixture
-def frame() -> np.ndarray:
-    y, x = np.mgrid[0:48, 0:64]
-    image = np.stack([x * 4, y * 5, np.full_like(x, 90)], axis=-1).astype(np.uint8)
-    image[12:30, 20:40] = (230, 40, 40)
-    return image
 
 
 def params(model, **changes) -> StyleParams:

@@ -20,13 +20,6 @@ from pipeline.video import VideoReader
 pytestmark = pytest.mark.diffusion
 
 
-@pytest.fixture(scope="module")
-def tiny_sd(tmp_path_factory):
-    from pipeline.tiny_models import make_tiny_sd_folder
-
-    return make_tiny_sd_folder(tmp_path_factory.mktemp("gpu-path") / "tiny-sd")
-
-
 @pytest.fixture
 def gpu_path(monkeypatch):
     monkeypatch.setenv(GPU_PATH_ENV, "1")
@@ -39,10 +32,10 @@ def _params(model, **changes) -> StyleParams:
     return StyleParams(**values)
 
 
-def test_the_gpu_path_loads_bf16_channels_last_models_with_sdpa(tiny_sd, gpu_path):
+def test_the_gpu_path_loads_bf16_channels_last_models_with_sdpa(tiny_folder, gpu_path):
     from diffusers.models.attention_processor import AttnProcessor2_0
 
-    engine = create_engine(_params(tiny_sd, cross_frame_attention=False))  # which installs its own processors
+    engine = create_engine(_params(tiny_folder, cross_frame_attention=False))  # which installs its own processors
     engine.prepare()
     pipe = engine._pipe
     assert engine.device == "cpu (bf16)"
@@ -55,10 +48,10 @@ def test_the_gpu_path_loads_bf16_channels_last_models_with_sdpa(tiny_sd, gpu_pat
     assert engine.batch_frames == CUDA_BATCH_FRAMES and engine.frame_workers == 1
 
 
-def test_a_bf16_batch_gives_each_frame_as_alone_and_near_the_fp32_frames(tiny_sd, sample_clip, monkeypatch):
+def test_a_bf16_batch_gives_each_frame_as_alone_and_near_the_fp32_frames(tiny_folder, sample_clip, monkeypatch):
     with VideoReader(sample_clip) as reader:
         frames = [reader.frame(i) for i in (2, 8, 14)]
-    params = _params(tiny_sd, shared_noise=False, temporal_flow=False, cross_frame_attention=False)
+    params = _params(tiny_folder, shared_noise=False, temporal_flow=False, cross_frame_attention=False)
     full = create_engine(params)
     full.prepare()
     exact = [full.process(f, FrameContext(i)) for f, i in zip(frames, (2, 8, 14))]
@@ -73,8 +66,8 @@ def test_a_bf16_batch_gives_each_frame_as_alone_and_near_the_fp32_frames(tiny_sd
     assert all(np.abs(b.astype(int) - x).mean() < 12.0 for b, x in zip(batch, exact))  # bf16 vs fp32
 
 
-def test_a_default_render_runs_the_gpu_path_with_every_temporal_feature(tiny_sd, sample_clip, gpu_path):
-    params = _params(tiny_sd)  # flow propagation, colour anchoring, shared noise, cross-frame attention: on
+def test_a_default_render_runs_the_gpu_path_with_every_temporal_feature(tiny_folder, sample_clip, gpu_path):
+    params = _params(tiny_folder)  # flow propagation, colour anchoring, shared noise, cross-frame attention: on
     events = list(render_frames(RenderRequest(sample_clip, params, 0, 4, use_cache=False)))
     assert isinstance(events[-1], Finished), events[-1]
     frames = [e for e in events if isinstance(e, FrameReady)]
@@ -83,7 +76,7 @@ def test_a_default_render_runs_the_gpu_path_with_every_temporal_feature(tiny_sd,
     assert events[0].device == "cpu (bf16)"
 
 
-def test_independent_frames_of_a_render_go_through_the_unet_in_batches(tiny_sd, sample_clip, gpu_path, monkeypatch):
+def test_independent_frames_of_a_render_go_through_the_unet_in_batches(tiny_folder, sample_clip, gpu_path, monkeypatch):
     from pipeline.engines.diffusion import DiffusionEngine
 
     sizes = []
@@ -94,7 +87,7 @@ def test_independent_frames_of_a_render_go_through_the_unet_in_batches(tiny_sd, 
         return real(self, frames, contexts)
 
     monkeypatch.setattr(DiffusionEngine, "process_batch", record)
-    params = _params(tiny_sd, temporal_flow=False, cross_frame_attention=False, color_anchor=False)
+    params = _params(tiny_folder, temporal_flow=False, cross_frame_attention=False, color_anchor=False)
     events = list(render_frames(RenderRequest(sample_clip, params, 0, 6, use_cache=False)))
     assert isinstance(events[-1], Finished), events[-1]
     assert sizes == [CUDA_BATCH_FRAMES, 6 - CUDA_BATCH_FRAMES]
