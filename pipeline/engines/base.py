@@ -51,6 +51,9 @@ class Engine(ABC):
 
     name: str = ""
     temporal_radius: int = 0  # neighbours needed on each side of a frame
+    # process() on a crop gives the whole frame's output there (a pixel-local look): keyframe in-betweens may
+    # then run it on what neither keyframe sees (pipeline.keyframes.synth); a network's crop would flicker
+    fills_holes: bool = False
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

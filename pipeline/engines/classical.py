@@ -22,6 +22,7 @@ class ClassicalEngine(Engine):
         super().__init__(params)
         # the denoiser looks at window//2 frames on each side of the current one
         self.temporal_radius = params.denoise_window // 2 if params.look == "denoise" else 0
+        self.fills_holes = params.look != "denoise"  # the looks are local filters; the denoiser needs neighbours
         self.noise: NoiseModel | None = None  # the clip's noise, once measure_source() has seen it
         self._noise_lock = threading.Lock()
 

@@ -243,7 +243,7 @@ class _KeyframeRender:
         if image is not None:
             return image, True
         fill = None
-        if self.engine.name != "diffusion":  # diffusion pays a full denoise per region: the cheap fallback
+        if self.engine.fills_holes:  # networks take the plain blend there: their crop would flicker against it
             fill = lambda crop: self.engine.process(crop, self._context(index))  # noqa: E731
         image = synthesize(index, resize_to(frame, self.plan.out_size), before, after, fill)
         if self.plan.edit is not None:  # the carried keyframes hold the edit; outside its mask, the source

@@ -63,14 +63,14 @@ def upsample_flow(flow: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return cv2.multiply(big, (size[0] / w, size[1] / h, 0.0, 0.0), dst=big)
 
 
-def warp(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
+def warp(image: np.ndarray, flow: np.ndarray, interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
     """`image` (frame b) sampled at p + flow(p): b brought into the place of the flow's first frame.
 
-    Bilinear; pixels sampled outside the frame take the nearest border value. Keeps the dtype.
+    Bilinear unless told; pixels sampled outside the frame take the nearest border value. Keeps the dtype.
     """
     h, w = flow.shape[:2]
     positions = cv2.add(_grid(h, w), np.ascontiguousarray(flow, dtype=np.float32))  # one HxWx2 map of (x, y)
-    return cv2.remap(image, positions, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return cv2.remap(image, positions, None, interpolation, borderMode=cv2.BORDER_REPLICATE)
 
 
 @lru_cache(maxsize=4)
