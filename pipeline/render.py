@@ -515,6 +515,7 @@ def preview_frame(
     edit: RegionEdit | None = None,
     start: int = 0,
     size: tuple[int, int] | None = None,
+    source: VideoInfo | None = None,
 ) -> tuple[np.ndarray, bool]:
     """The stylized frame `index` for a scrub preview: from the cache when there, else rendered and stored.
 
@@ -525,7 +526,8 @@ def preview_frame(
     `edit` (pipeline.editing) limits the change to its mask. With `size` (width, height), the source
     frames are scaled to it first (a preview at the view's pixel size, from `reader` of the source or
     of its proxy) and the result is never stored.
-    With keyframes, the frame is the one a render of the range from `start` makes (pipeline.keyframes.preview).
+    With keyframes, the frame is the one a render of the range from `start` makes (pipeline.keyframes.preview),
+    its plan made from `source` (the clip's VideoInfo, when `reader` reads its proxy) or `reader`'s clip.
     Returns (image, from_cache). The engine must be prepared; the caller's thread owns it.
     """
     check_renderable(reader.info)
@@ -534,12 +536,12 @@ def preview_frame(
 
         _measure_source(engine, reader.info)
         if edit is None:
-            return keyframe_preview(engine, reader, index, cancel, entry, on_step, start, size)
+            return keyframe_preview(engine, reader, index, cancel, entry, on_step, start, size, source)
         cached = entry.load(index) if entry is not None else None
         if cached is not None:
             return cached, True
         # with a content edit nothing is stored: the keyframes it carries would lack their masks
-        image, _ = keyframe_preview(engine, reader, index, cancel, None, on_step, start, size)
+        image, _ = keyframe_preview(engine, reader, index, cancel, None, on_step, start, size, source)
         return edit.apply(index, resize_to(reader.frame(index), (image.shape[1], image.shape[0])), image), False
     if entry is not None:
         image = entry.load(index)

@@ -107,7 +107,7 @@ def test_rendered_inbetweens_are_the_synthesis_of_the_cached_keyframes(cut_clip)
         key = {k: Keyframe(k, resize_to(reader.frame(k), size), entry.load(k)) for k in (4, 8)}
         from pipeline.engines import FrameContext
 
-        fill = lambda crop: engine.process(crop, FrameContext(index=6))  # noqa: E731
+        fill = (lambda crop: engine.process(crop, FrameContext(index=6))) if engine.fills_holes else None
         made = synthesize(6, resize_to(reader.frame(6), size), key[4], key[8], fill)
     assert np.array_equal(made, entry.load(6))
     # an in-between is neither keyframe and differs from the per-frame stylization of its frame
@@ -190,3 +190,44 @@ def test_diffusion_renders_by_keyframes_with_its_consistency_mechanisms(cut_clip
     frames = frames_of(RenderRequest(cut_clip, params, 5, 12, use_cache=False))
     assert sorted(frames) == list(range(5, 12))  # keyframes 5, 8, 9 (the cut), 12 closes the range
     assert all(f.shape == (32, 64, 3) for f in frames.values())
+
+
+def test_holes_are_filled_per_region_and_outlines_keep_the_plain_blend():
+    from pipeline.keyframes.synth import FILL_MARGIN, hole_boxes
+
+    holes = np.zeros((240, 400), bool)
+    holes[20:60, 10:50] = True  # something revealed, at the left
+    holes[150:200, 330:380] = True  # another, far from it: its own box, not one spanning the frame
+    ring = np.zeros((240, 400), np.uint8)
+    cv2.circle(ring, (200, 120), 60, 1, 2)  # a moving object's outline, where the flow is unreliable
+    holes |= ring.astype(bool)
+    boxes = hole_boxes(holes)
+    assert len(boxes) == 2
+    (x0, y0, x1, y1), (u0, v0, u1, v1) = sorted(boxes)
+    assert x0 <= 10 - FILL_MARGIN // 2 and y0 <= 20 - FILL_MARGIN // 2 and x1 >= 50 and y1 >= 60  # margin kept
+    assert x1 < 120 and u0 > 300  # the two stay apart, the ring joins neither
+    assert not hole_boxes(ring.astype(bool))
+
+
+def test_only_engines_exact_on_a_crop_fill_holes():
+    assert create_engine(StyleParams(engine="classical", look="cartoon")).fills_holes
+    assert not create_engine(StyleParams(engine="classical", look="denoise")).fills_holes
+    assert not create_engine(FAST).fills_holes
+
+
+def test_one_scan_of_the_clip_serves_every_start_and_spacing_and_plans_read_nothing_after(cut_clip, monkeypatch):
+    from pipeline.keyframes import plan as planning
+
+    asked = [(0, 28, FAST), (5, 17, FAST), (11, 26, FAST.replace(keyframe_interval=3)),
+             (2, 28, FAST.replace(keyframes="auto", keyframe_min=2, keyframe_max=5))]
+    monkeypatch.setattr(planning, "_SCANS", {})
+    piecemeal = [plan_keyframes(cut_clip, params, start, end) for start, end, params in asked]  # scans as needed
+    monkeypatch.setattr(planning, "_SCANS", {})
+    planning.scan_clip(cut_clip)  # what the app does in the background when the clip opens
+    opened = []
+    import pipeline.video  # the scan imports its reader from here when it reads: count those opens
+
+    monkeypatch.setattr(pipeline.video, "VideoReader", lambda *a, **k: opened.append(a) or VideoReader(*a, **k))
+    whole = [plan_keyframes(cut_clip, params, start, end) for start, end, params in asked]
+    assert whole == piecemeal and not opened
+    assert piecemeal[1].shots == (5, 9) and piecemeal[1].keyframes[:3] == (5, 8, 9)  # a range starts a shot

@@ -1,4 +1,6 @@
-"""Makes the scrubbing proxy of each opened clip in the background (pipeline.video.proxy does the work).
+"""Prepares each opened clip for scrubbing in the background: measures its shots for keyframe plans
+(pipeline.keyframes.plan.scan_clip: a preview's plan then costs nothing) and makes its scrubbing proxy
+(pipeline.video.proxy).
 
 One thread per clip, at a lower CPU priority than the rest of the app so that previews and renders
 keep the cores; opening another clip (or closing the window) cancels it. Until the proxy is ready
@@ -16,6 +18,7 @@ from PySide6.QtCore import QObject, Signal
 
 from pipeline.errors import CancelledError
 from pipeline.events import CancelToken
+from pipeline.keyframes.plan import scan_clip
 from pipeline.video import VideoInfo
 from pipeline.video.proxy import PROXY_BOX, find_proxy, make_proxy, proxy_size
 
@@ -36,17 +39,15 @@ class ProxyMaker(QObject):
         self.enabled = os.environ.get("VDIFF_NO_PROXY") != "1"  # VDIFF_NO_PROXY=1: always read the original
 
     def start(self, info: VideoInfo | None) -> None:
-        """Find or make the proxy of `info` (cancelling the previous clip's); proxy_ready says when it is there."""
+        """Scan `info` and find or make its proxy (cancelling the previous clip's); proxy_ready says when it is there."""
         self.cancel()
-        if info is None or not self.enabled:
+        if info is None:
             return
-        size = proxy_size(info, self.box)
-        if size is None:  # already small enough to scrub at full size
-            return
-        found = find_proxy(info, self.box)
+        size = proxy_size(info, self.box) if self.enabled else None  # None: small enough to scrub at full size
+        found = find_proxy(info, self.box) if size is not None else None
         if found is not None:
             self.proxy_ready.emit(info, str(found), size[0])
-            return
+            size = None
         self._token = token = CancelToken()
         self._thread = threading.Thread(target=self._make, args=(info, size, token), name="vdiff-proxy", daemon=True)
         self._thread.start()
@@ -58,8 +59,16 @@ class ProxyMaker(QObject):
             self._thread.join(wait_s)
         self._token = self._thread = None
 
-    def _make(self, info: VideoInfo, size: tuple[int, int], token: CancelToken) -> None:
+    def _make(self, info: VideoInfo, size: tuple[int, int] | None, token: CancelToken) -> None:
         _lower_priority()
+        try:  # first the shots (a few seconds even at 1080p): keyframe previews plan on them
+            scan_clip(info.path, token)
+        except CancelledError:
+            return
+        except Exception:  # a preview scans what it needs itself
+            log.warning("no shot scan of %s:\n%s", info.path.name, traceback.format_exc())
+        if size is None:
+            return
         try:
             step = max(1, info.frame_count // 50)  # about every 2%: the label needs no more
             path = make_proxy(info, self.box, cancel=token,

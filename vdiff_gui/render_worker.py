@@ -24,7 +24,6 @@ from pipeline.editing.region import RegionEdit, has_region
 from pipeline.engines import Engine, create_engine
 from pipeline.errors import CancelledError, OutOfMemoryError, VdiffError
 from pipeline.events import Cancelled, CancelToken, Failed, Finished, FrameReady, Started, Step
-from pipeline.keyframes.plan import uses_keyframes
 from pipeline.render import open_cache_entry, preview_frame, render_frames
 from pipeline.request import RenderRequest, StyleParams
 from pipeline.engines.base import resize_to
@@ -328,11 +327,10 @@ class RenderWorker(QThread):
             on_step = lambda step, steps: self.step_changed.emit(request.index, step, steps)  # noqa: E731
             info = request.info
             size = fit_within(info.width, info.height, request.box)
-            # keyframes: the source's reader, so that the keyframe plan is the render's (made from the source)
-            reader = self._reader_of(info) if uses_keyframes(request.params) else self._preview_reader(request)
-            image, from_cache = preview_frame(engine, reader, request.index, token, entry,
+            # the proxy's pixels when it is sharp enough for the view; keyframes are planned on the source's
+            image, from_cache = preview_frame(engine, self._preview_reader(request), request.index, token, entry,
                                               on_step, edit=self._region_of(request.params, info), start=request.start,
-                                              size=None if size == (info.width, info.height) else size)
+                                              size=None if size == (info.width, info.height) else size, source=info)
             image = resize_to(image, fit_within(image.shape[1], image.shape[0], request.box))
         except CancelledError:
             return

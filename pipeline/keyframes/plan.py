@@ -4,7 +4,9 @@ A plan depends on the source and on where the range starts, never on where it en
 shorter render of the same start finds the same keyframes (and the same cached frames). Every shot
 starts with a keyframe and ends with one (its last frame), so every in-between lies strictly between
 two keyframes of its own shot and nothing is carried across a cut. The scan reads the frames once at
-a low resolution (SCAN_WIDTH) and keeps only a few numbers per frame: memory is flat in clip length.
+a low resolution (SCAN_WIDTH) and keeps three numbers per frame, against the frame before (cut,
+motion, occlusion), which serve every range start and spacing of the clip: the app scans a clip in the
+background when it opens, and plans then cost nothing.
 
 - Cuts: a frame starts a new shot when its colour histogram is far from the previous frame's
   (Bhattacharyya distance > CUT_HISTOGRAM), or moderately far while the motion-compensated grey
@@ -74,70 +76,127 @@ def uses_keyframes(params: StyleParams) -> bool:
 def plan_keyframes(path: str | Path, params: StyleParams, start: int, end: int, cancel=None) -> KeyframePlan:
     """The keyframe plan for rendering [start, end) of the clip at `path` with `params` (see the module).
 
-    Memoized per source file, settings and range: the GUI asks again for every preview."""
+    Made from the clip's per-frame measures (ClipScan), kept per source file: the GUI asks again for
+    every preview, and scanning again costs nothing."""
     settings = keyframe_settings(params) or {"keyframes": "fixed", "keyframe_interval": 1}
     if settings["keyframes"] == "auto":
         spacing = (True, settings["keyframe_min"], settings["keyframe_max"])
     else:
         spacing = (False, settings["keyframe_interval"], settings["keyframe_interval"])
-    return _memoized(path, spacing, start, end, cancel)
+    return _plan_for(path, spacing, start, end, cancel)
 
 
-_PLANS: dict = {}
-_PLANS_KEPT = 16
+class ClipScan:
+    """The per-frame measures every plan of one clip is made from, each of a frame against the one
+    before it (so they depend neither on where a range starts nor on the spacing): whether it is a cut,
+    and for auto spacing its motion and occluded fraction. Frames [origin, scanned) are measured;
+    `extend` reads on, and a scan in the background and a preview that needs more share the work."""
+
+    def __init__(self, path: Path, origin: int, frame_count: int):
+        import threading
+
+        self.path, self.origin, self.frame_count = path, origin, frame_count
+        self.cut: list[bool] = []  # [i - origin]: frame i starts a shot after frame i - 1
+        self.motion: list[float] = []
+        self.occluded: list[float] = []
+        self._last = None  # signature of frame scanned - 1
+        self._lock = threading.Lock()
+
+    @property
+    def scanned(self) -> int:
+        return self.origin + len(self.cut)
+
+    def extend(self, upto: int, cancel=None) -> None:
+        """Measure the frames up to `upto` (exclusive; clamped to the clip)."""
+        from pipeline.errors import CancelledError
+        from pipeline.video import VideoReader
+
+        upto = min(upto, self.frame_count)
+        if self.scanned >= upto:
+            return
+        with VideoReader(self.path) as reader:
+            for index, frame in reader.iter_frames(self.scanned, upto):
+                if cancel is not None and cancel.cancelled:
+                    raise CancelledError()
+                current = _signature(frame)
+                with self._lock:  # another thread may have measured this frame meanwhile
+                    if index != self.scanned:
+                        if self.scanned >= upto:
+                            return
+                        continue
+                    previous = self._last
+                    step = _motion(previous[0], current[0]) if previous is not None else (0.0, 0.0)
+                    self.cut.append(previous is None or is_cut(previous, current))
+                    self.motion.append(step[0])
+                    self.occluded.append(step[1])
+                    self._last = current
 
 
-def _memoized(path, spacing: tuple, start: int, end: int, cancel) -> KeyframePlan:
+_SCANS: dict = {}  # (source path, identity) -> [ClipScan], one per origin asked for
+_SCANS_KEPT = 8
+CONTINUE_SCAN = 240  # frames: a range starting this far past a scan's end reads on from it, not anew
+
+
+def clip_scan(path: str | Path, start: int) -> ClipScan:
+    """The scan of the clip at `path` that covers `start` (one is made from `start` if none does)."""
     from pipeline.cache import source_identity
+    from pipeline.video import probe
 
-    key = (str(path), tuple(sorted(source_identity(Path(path)).items())), spacing, start, end)
-    plan = _PLANS.get(key)
-    if plan is None:
-        plan = _scan(Path(path), *spacing, start, end, cancel)
-        if len(_PLANS) >= _PLANS_KEPT:
-            _PLANS.pop(next(iter(_PLANS)))
-        _PLANS[key] = plan
-    return plan
+    key = (str(path), tuple(sorted(source_identity(Path(path)).items())))
+    scans = _SCANS.get(key)
+    if scans is None:
+        if len(_SCANS) >= _SCANS_KEPT:
+            _SCANS.pop(next(iter(_SCANS)))
+        scans = _SCANS[key] = []
+    for scan in scans:
+        if scan.origin <= start <= scan.scanned + CONTINUE_SCAN:
+            return scan
+    scan = ClipScan(Path(path), start, probe(Path(path)).frame_count)
+    scans.append(scan)
+    return scan
 
 
-def _scan(path: Path, auto: bool, low: int, high: int, start: int, end: int, cancel) -> KeyframePlan:
-    from pipeline.errors import CancelledError
-    from pipeline.video import VideoReader
+def scan_clip(path: str | Path, cancel=None) -> None:
+    """Measure the whole clip ahead of time (the app, when a clip opens): plans from then on cost nothing."""
+    scan = clip_scan(path, 0)
+    scan.extend(scan.frame_count, cancel)
 
+
+def _plan_for(path, spacing: tuple, start: int, end: int, cancel) -> KeyframePlan:
+    scan = clip_scan(path, start)
+    horizon = min(scan.frame_count, end + spacing[2])  # a keyframe is due by then at the latest
+    scan.extend(horizon, cancel)
+    return _plan(scan, *spacing, start, end, horizon)
+
+
+def _plan(scan: ClipScan, auto: bool, low: int, high: int, start: int, end: int, horizon: int) -> KeyframePlan:
     keyframes: list[int] = []
     shots: list[int] = []
     last_key = start
     motion = occluded = 0.0
-    previous = None  # (thumbnail, histogram) of the frame before
-    with VideoReader(path) as reader:
-        horizon = min(reader.info.frame_count, end + high)  # a keyframe is due by then at the latest
-        for index, frame in reader.iter_frames(start, horizon):
-            if cancel is not None and cancel.cancelled:
-                raise CancelledError()
-            current = _signature(frame)
-            if previous is None or is_cut(previous, current):
-                if keyframes and keyframes[-1] != index - 1:
-                    keyframes.append(index - 1)  # the shot before ends with a keyframe
-                if keyframes and keyframes[-1] >= end - 1:
-                    break
-                shots.append(index)
+    for index in range(start, horizon):
+        at = index - scan.origin
+        if index == start or scan.cut[at]:
+            if keyframes and keyframes[-1] != index - 1:
+                keyframes.append(index - 1)  # the shot before ends with a keyframe
+            if keyframes and keyframes[-1] >= end - 1:
+                break
+            shots.append(index)
+            keyframes.append(index)
+            last_key, motion, occluded = index, 0.0, 0.0
+        else:
+            if auto:
+                motion, occluded = motion + scan.motion[at], occluded + scan.occluded[at]
+            spacing = index - last_key
+            changed = motion > MOTION_BUDGET or occluded > OCCLUSION_BUDGET
+            if spacing >= high or (auto and spacing >= low and changed):
                 keyframes.append(index)
                 last_key, motion, occluded = index, 0.0, 0.0
-            else:
-                if auto:
-                    step_motion, step_occluded = _motion(previous[0], current[0])
-                    motion, occluded = motion + step_motion, occluded + step_occluded
-                spacing = index - last_key
-                changed = motion > MOTION_BUDGET or occluded > OCCLUSION_BUDGET
-                if spacing >= high or (auto and spacing >= low and changed):
-                    keyframes.append(index)
-                    last_key, motion, occluded = index, 0.0, 0.0
-            previous = current
-            if keyframes[-1] == index and index >= end - 1:
-                break
-        else:
-            if keyframes[-1] != horizon - 1:  # the clip ends: its last frame closes the last shot
-                keyframes.append(horizon - 1)
+        if keyframes[-1] == index and index >= end - 1:
+            break
+    else:
+        if keyframes[-1] != horizon - 1:  # the clip ends: its last frame closes the last shot
+            keyframes.append(horizon - 1)
     return KeyframePlan(start, keyframes[-1] + 1, tuple(keyframes), tuple(shots))
 
 
@@ -180,7 +239,7 @@ def shot_boundaries(path: str | Path, params: StyleParams, start: int, end: int)
     if uses_keyframes(params):
         plan = plan_keyframes(path, params, start, end)
     else:  # the cuts alone: one keyframe per shot is enough to find them
-        plan = _memoized(path, (False, end - start, end - start), start, end, None)
+        plan = _plan_for(path, (False, end - start, end - start), start, end, None)
     return [shot for shot in plan.shots if shot < end]
 
 

@@ -24,13 +24,14 @@ _kept: dict = {}  # (params, source path, range start, index) -> (Keyframe, exac
 
 def keyframe_preview(engine: Engine, reader, index: int, cancel: CancelToken | None = None,
                      entry: CacheEntry | None = None, on_step=None, start: int = 0,
-                     size: tuple[int, int] | None = None) -> tuple[np.ndarray, bool]:
+                     size: tuple[int, int] | None = None, source_info=None) -> tuple[np.ndarray, bool]:
     """The frame `index` of a keyframe render of the range starting at `start`: (image, from_cache).
 
     With `size` (width, height) the source frames are scaled to it first (a preview at the view's pixel
-    size) and nothing is stored in `entry` (it is still read)."""
+    size, `reader` may then read the clip's scrubbing proxy) and nothing is stored in `entry` (it is
+    still read). The plan is made from `source_info`'s clip (default: the reader's), as the render's is."""
     cancel = cancel or CancelToken()
-    info = reader.info
+    info = source_info or reader.info
     store = entry if size is None else None
 
     def source(i: int) -> np.ndarray:
@@ -77,7 +78,7 @@ def keyframe_preview(engine: Engine, reader, index: int, cancel: CancelToken | N
         return before.image, False
     after, exact_b = keyframe(b)
     fill = None
-    if engine.name != "diffusion":
+    if engine.fills_holes:
         fill = lambda crop: engine.process(crop, FrameContext(index=index, cancel=cancel))  # noqa: E731
     image = synthesize(index, resize_to(source(index), out), before, after, fill)
     if store is not None and exact_a and exact_b:
