@@ -28,6 +28,7 @@ RESIZE_SETTLE_MS = 150  # a window being resized asks for frames at its new size
 PENDING = "rendering preview…"
 NOT_RENDERED = "not rendered: showing the original"
 UPDATING = "updating…"
+DRAFT = "draft: sharpening…"  # a scrub's quick look, until the exact preview replaces it
 
 
 class PreviewController(QObject):
@@ -56,6 +57,7 @@ class PreviewController(QObject):
         self._last_submitted: tuple | None = None
         self._fresh: tuple | None = None  # (index, array) of the newest rendered frame
         self._stylized: tuple | None = None  # (index, QImage) of the worker's newest preview
+        self._draft: tuple | None = None  # (index, QImage) of its newest draft (a quick, smaller look)
         self._due: tuple[int, bool] | None = None  # playback: (frame due, shown yet)
         self._debounce = QTimer(self, singleShot=True, interval=DEBOUNCE_MS)
         self._debounce.timeout.connect(self.request_preview)
@@ -68,6 +70,7 @@ class PreviewController(QObject):
         state.params_changed.connect(self._on_params_changed)
         state.range_changed.connect(self._on_range_changed)
         worker.preview_ready.connect(self._on_preview_ready)
+        worker.preview_draft.connect(self._on_preview_draft)
         worker.cache_entry_changed.connect(self._on_cache_entry_changed)
         worker.frame_rendered.connect(self._on_frame_rendered)
         worker.render_started.connect(self._on_render_started)
@@ -149,6 +152,8 @@ class PreviewController(QObject):
             after = self._stylized[1]  # the worker's preview came first
         if after is not None:
             self.compare.show_frame(frame.index, frame.before, after)
+        elif self._draft is not None and self._draft[0] == frame.index:  # ... or its draft did
+            self.compare.show_frame(frame.index, frame.before, self._draft[1], DRAFT)
         else:
             if frame.index in self._rendered and not self._following:
                 self.request_preview()  # listed in the cache but unreadable: render it again
@@ -204,6 +209,7 @@ class PreviewController(QObject):
     # state and worker events
     def _on_clip_changed(self, info) -> None:
         self.entry, self._rendered, self._last_submitted, self._fresh, self._stylized = None, set(), None, None, None
+        self._draft = None
         self.proxy = None
         self.slicer.set_source(info)
         self.timeline.set_rendered(set())
@@ -229,7 +235,7 @@ class PreviewController(QObject):
             self._moving_playhead = False
 
     def _forget_entry(self) -> None:
-        self.entry, self._rendered, self._fresh, self._stylized = None, set(), None, None
+        self.entry, self._rendered, self._fresh, self._stylized, self._draft = None, set(), None, None, None
         self.slicer.set_entry(None)
         self.timeline.set_rendered(set())
         self.timeline.set_keyframes([])
@@ -256,6 +262,15 @@ class PreviewController(QObject):
         if index == self.state.frame and not self.playing:
             self._stylized = (index, array_to_qimage(image))  # the view's size: a small copy
             self.compare.show_after(index, self._stylized[1])
+
+    def _on_preview_draft(self, index: int, image, params) -> None:
+        if params != self.state.params or index != self.state.frame or self.playing:
+            return
+        if self._stylized is not None and self._stylized[0] == index:  # the exact preview is there already
+            return
+        self._draft = (index, array_to_qimage(image))
+        if self.compare.before_view.frame_index == index:  # else the slicer's original shows it when it comes
+            self.compare.show_frame(index, self.compare.before_view.image(), self._draft[1], DRAFT)
 
     def _on_cache_entry_changed(self, folder: str, params, start: int) -> None:
         if params == self.state.params and start == self.state.in_point:

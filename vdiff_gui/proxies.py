@@ -35,12 +35,14 @@ class ProxyMaker(QObject):
         super().__init__(parent)
         self._token: CancelToken | None = None
         self._thread: threading.Thread | None = None
+        self._scanned = threading.Event()  # set once the current clip's shots are measured
         self.box = PROXY_BOX  # the proxy's frames fit in this (width, height)
         self.enabled = os.environ.get("VDIFF_NO_PROXY") != "1"  # VDIFF_NO_PROXY=1: always read the original
 
     def start(self, info: VideoInfo | None) -> None:
         """Scan `info` and find or make its proxy (cancelling the previous clip's); proxy_ready says when it is there."""
         self.cancel()
+        self._scanned = scanned = threading.Event()
         if info is None:
             return
         size = proxy_size(info, self.box) if self.enabled else None  # None: small enough to scrub at full size
@@ -49,7 +51,8 @@ class ProxyMaker(QObject):
             self.proxy_ready.emit(info, str(found), size[0])
             size = None
         self._token = token = CancelToken()
-        self._thread = threading.Thread(target=self._make, args=(info, size, token), name="vdiff-proxy", daemon=True)
+        self._thread = threading.Thread(target=self._make, args=(info, size, token, scanned), name="vdiff-proxy",
+                                        daemon=True)
         self._thread.start()
 
     def cancel(self, wait_s: float = 0.0) -> None:
@@ -59,10 +62,15 @@ class ProxyMaker(QObject):
             self._thread.join(wait_s)
         self._token = self._thread = None
 
-    def _make(self, info: VideoInfo, size: tuple[int, int] | None, token: CancelToken) -> None:
+    def scanned(self) -> bool:
+        """Whether the current clip's shots are measured (keyframe plans from then on read nothing)."""
+        return self._scanned.is_set()
+
+    def _make(self, info: VideoInfo, size: tuple[int, int] | None, token: CancelToken, scanned: threading.Event) -> None:
         _lower_priority()
         try:  # first the shots (a few seconds even at 1080p): keyframe previews plan on them
             scan_clip(info.path, token)
+            scanned.set()
         except CancelledError:
             return
         except Exception:  # a preview scans what it needs itself

@@ -21,7 +21,7 @@ from PySide6.QtCore import QThread, Signal
 
 from pipeline.cache import CacheEntry, FrameCache
 from pipeline.editing.region import RegionEdit, has_region
-from pipeline.engines import Engine, create_engine
+from pipeline.engines import Engine, FrameContext, create_engine
 from pipeline.errors import CancelledError, OutOfMemoryError, VdiffError
 from pipeline.events import Cancelled, CancelToken, Failed, Finished, FrameReady, Started, Step
 from pipeline.render import open_cache_entry, preview_frame, render_frames
@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 FPS_WINDOW = 12  # computed frames the frames-per-second figure averages over
 FRAME_SIGNAL_INTERVAL = 0.04  # s; frame_rendered carries the newest frame at most ~25 times a second
+DRAFT_SCALE = 0.5  # a draft preview has half the view's width and height: a quarter of the engine's work
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,7 @@ class RenderWorker(QThread):
     """Owns one engine, recreated only when the StyleParams change and kept prepared between previews."""
 
     preview_ready = Signal(int, object, bool, object)  # index, HxWx3 uint8 RGB, from_cache, its StyleParams
+    preview_draft = Signal(int, object, object)  # index, a quick lower-resolution look at it, its StyleParams
     preview_failed = Signal(str, str)  # message, kind ('error' or 'out_of_memory')
     render_started = Signal(int, int)  # total, already cached
     step_changed = Signal(int, int, int)  # frame index, denoising step, steps
@@ -309,10 +311,10 @@ class RenderWorker(QThread):
             self._reader, self._reader_info = VideoReader(info.path, info), info
         return self._reader
 
-    def _preview_reader(self, request: PreviewRequest) -> VideoReader:
-        """The proxy's reader when the proxy is sharp enough for the view, else the source's."""
+    def _preview_reader(self, request: PreviewRequest, box: tuple[int, int] | None = None) -> VideoReader:
+        """The proxy's reader when the proxy is sharp enough for the view (or `box`), else the source's."""
         proxy = request.proxy
-        if proxy is None or not proxy_fits(proxy[1], request.info, request.box):
+        if proxy is None or not proxy_fits(proxy[1], request.info, box or request.box):
             return self._reader_of(request.info)
         if self._proxy_reader is None or self._proxy_reader[0] != proxy[0]:
             if self._proxy_reader is not None:
@@ -324,6 +326,11 @@ class RenderWorker(QThread):
         try:
             engine = self._ensure_engine(request.params, _LoadCancel(self, request.params))
             entry = self._entry_of(request.info, engine, request.start)
+            if self._drafts_first(engine, request, entry):
+                self.preview_draft.emit(request.index, self._draft(engine, request, token), request.params)
+                with self._cond:
+                    if self._preview is not None or token.cancelled:  # scrubbed on: the exact one would be stale
+                        return
             on_step = lambda step, steps: self.step_changed.emit(request.index, step, steps)  # noqa: E731
             info = request.info
             size = fit_within(info.width, info.height, request.box)
@@ -343,6 +350,21 @@ class RenderWorker(QThread):
             self.preview_failed.emit(f"internal error: {type(exc).__name__}: {exc}", "error")
         else:
             self.preview_ready.emit(request.index, image, from_cache, request.params)
+
+    def _drafts_first(self, engine: Engine, request: PreviewRequest, entry: CacheEntry) -> bool:
+        """A draft when it is much cheaper than the exact preview: a per-frame engine, fitted to a view,
+        no region edit (a draft would change the whole frame), and the frame not in the cache."""
+        return (getattr(engine, "draft_previews", False) and engine.temporal_radius == 0 and request.box is not None
+                and not has_region(request.params) and not entry.has(request.index))
+
+    def _draft(self, engine: Engine, request: PreviewRequest, token: CancelToken):
+        """The frame through the engine on its own, at DRAFT_SCALE of the view's size (from the proxy when
+        it is sharp enough): what a scrub shows first."""
+        info = request.info
+        width, height = fit_within(info.width, info.height, request.box)
+        size = (max(16, round(width * DRAFT_SCALE)), max(16, round(height * DRAFT_SCALE)))
+        frame = resize_to(self._preview_reader(request, size).frame(request.index), size)
+        return engine.process(frame, FrameContext(index=request.index, cancel=token))
 
     def _region_of(self, params: StyleParams, info: VideoInfo) -> RegionEdit | None:
         """The region edit previews use, tracked once over the whole clip and kept while it is unchanged."""

@@ -54,6 +54,9 @@ class Engine(ABC):
     # process() on a crop gives the whole frame's output there (a pixel-local look): keyframe in-betweens may
     # then run it on what neither keyframe sees (pipeline.keyframes.synth); a network's crop would flicker
     fills_holes: bool = False
+    # a frame at a quarter of a view's pixels costs tens of milliseconds: the app shows one while scrubbing,
+    # before the exact preview (which may need two keyframes)
+    draft_previews: bool = False
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

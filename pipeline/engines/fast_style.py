@@ -37,6 +37,7 @@ class FastStyleEngine(Engine):
     """
 
     name = "fast-style"
+    draft_previews = True
 
     def __init__(self, params):
         super().__init__(params)

@@ -119,3 +119,30 @@ def test_playback_runs_at_the_source_rate_and_marks_unrendered_frames(window, qt
     assert window.compare.before_view.frame_index == window.compare.after_view.frame_index == window.state.frame
     window.actions["play"].trigger()
     assert not window.playback.playing
+
+
+def test_a_scrub_shows_a_draft_first_then_the_exact_frame(window, qtbot, sample_clip):
+    from vdiff_gui.preview import DRAFT
+
+    open_clip(qtbot, window, sample_clip)
+    wait_stylized(qtbot, window, 0)
+    assert window.preview.box is not None  # fitted to the view: drafts are made for it
+    drafts, exact = [], []
+    window.worker.preview_draft.connect(lambda index, image, params: drafts.append((index, image)))
+    window.worker.preview_ready.connect(lambda index, image, cached, params: exact.append((index, image)))
+    after = window.compare.after_view
+    seen = []  # (marker, shown size) at each poll
+
+    def exact_shown():
+        image = after.image()
+        seen.append((after.marker(), (image.width(), image.height()) if image is not None else None))
+        return after.frame_index == 37 and after.marker() is None and not after.showing_original
+
+    window.state.set_frame(37)
+    qtbot.waitUntil(exact_shown, timeout=15000)
+    assert [i for i, _ in drafts] == [37] and [i for i, _ in exact] == [37]
+    draft, final = drafts[0][1], exact[0][1]
+    assert draft.shape[1] <= final.shape[1] // 2 + 1 and draft.shape[0] <= final.shape[0] // 2 + 1  # a quarter
+    assert (DRAFT, (draft.shape[1], draft.shape[0])) in seen  # the draft was on screen, marked, before the exact one
+    assert np.array_equal(shown_pixels(after), final)
+    assert np.array_equal(final, core_stylized(sample_clip, window.state.params, 37))  # the view fits the clip
