@@ -13,8 +13,10 @@ Each comparison runs every side as its own process on the same generated clip, a
       --style-image option);
    b. a style image: `vdiff render --style-image` vs the loop a user writes with the library
       (OpenCV decode, `StyleTransfer().stylize_with(frame, style_image)` per frame, OpenCV mp4v write).
-   vdiff writes H.264 with the source's audio and fills its frame cache in both. It is timed with
-   temporal consistency off (the same work as the peer) and on (its default: optical flow per frame).
+   vdiff writes H.264 with the source's audio and fills its frame cache in all. It is timed with its
+   defaults (keyframes every 4 frames, the frames between carried along the optical flow), with the
+   style network on every frame plus the flow consistency ("per-frame": the default before keyframes),
+   and with consistency off and every frame through the network (the same work as the peer).
 2. diffusion, the tiny random-weight pipeline on the CPU (pipeline.tiny_models), 128x72, 20 steps at
    strength 0.5, guidance 7.5: `vdiff render` vs the naive loop (OpenCV decode, `pipe(prompt,
    image=PIL frame)` per frame, OpenCV write), vdiff with its temporal features off (same work) and on.
@@ -228,9 +230,11 @@ def fast_style_comparisons(work: Path, repeats: int, sizes: list[str], frames: i
         count = frames or count
         clip = make_footage_clip(work / f"footage-{size}.mp4", frames=count, width=width, height=height, fps=24,
                                  noise="shot", sigma=3.0)
-        sides_named = ("styletransfer-lite video", "vdiff, default", "vdiff, same work", *([before] if baseline else []))
+        sides_named = ("styletransfer-lite video", "vdiff, default", "vdiff, per-frame", "vdiff, same work",
+                       *([before] if baseline else []))
         out = {side: work / f"1a-{size}-{_slug(side)}.mp4" for side in sides_named}
-        profiles = {side: work / f"profile-{size}-{_slug(side)}.json" for side in ("vdiff, default", "vdiff, same work")}
+        profiles = {side: work / f"profile-{size}-{_slug(side)}.json"
+                    for side in ("vdiff, default", "vdiff, per-frame", "vdiff, same work")}
         for side in sides_named[1:]:
             warm_network_cache(work / f"cache-{_slug(side)}")
         sides = {
@@ -239,16 +243,19 @@ def fast_style_comparisons(work: Path, repeats: int, sizes: list[str], frames: i
                                          "-s", "5", "--max-size", str(max(width, height))],
             "vdiff, default": vdiff_render(clip, out["vdiff, default"], "--style", "5",
                                            "--profile", str(profiles["vdiff, default"])),
+            "vdiff, per-frame": vdiff_render(clip, out["vdiff, per-frame"], "--style", "5", "--keyframe-interval", "1",
+                                             "--profile", str(profiles["vdiff, per-frame"])),
             "vdiff, same work": vdiff_render(clip, out["vdiff, same work"], "--style", "5", "--no-temporal-flow",
-                                             "--profile", str(profiles["vdiff, same work"])),
+                                             "--keyframe-interval", "1", "--profile", str(profiles["vdiff, same work"])),
         }
         if baseline:
             sides[before] = vdiff_render(clip, out[before], "--style", "5", checkout=baseline)
         results.append(compare(
             f"1a fast-style {size}", sides, "styletransfer-lite video", count, repeats, work, out,
             f"{count} frames {width}x{height} footage (pipeline.footage, shot noise) -> {width}x{height}, style 5. "
-            "vdiff: H.264 + AAC, frame cache on; default = optical-flow consistency on; same work = "
-            "--no-temporal-flow. Peer: --max-size at the clip's size, mp4v, no audio.", profiles))
+            "vdiff: H.264 + AAC, frame cache on; default = keyframes every 4 frames, flow in between; per-frame = "
+            "--keyframe-interval 1 (network on every frame, flow consistency on); same work = --no-temporal-flow "
+            "--keyframe-interval 1. Peer: --max-size at the clip's size, mp4v, no audio.", profiles))
         if number == 0 and style_image:
             results.append(style_image_comparison(work, clip, count, repeats, f"{width}x{height}"))
     return results
@@ -263,7 +270,7 @@ def style_image_comparison(work: Path, clip: Path, frames: int, repeats: int, si
         "library loop": [sys.executable, str(loop), str(clip), str(out["library loop"]), str(style)],
         "vdiff, default": vdiff_render(clip, out["vdiff, default"], "--style-image", str(style)),
         "vdiff, same work": vdiff_render(clip, out["vdiff, same work"], "--style-image", str(style),
-                                         "--no-temporal-flow"),
+                                         "--no-temporal-flow", "--keyframe-interval", "1"),
     }
     return compare(
         "1b fast-style, style image", sides, "library loop", frames, repeats, work, out,
@@ -293,7 +300,7 @@ def diffusion_comparison(work: Path, frames: int, repeats: int, gpu: bool = Fals
     out = {side: work / f"2-{device}-{steps}-{side}.mp4" for side in sides}
     common = ["--engine", "diffusion", "--model", str(model), "--prompt", PROMPT, "--steps", str(steps),
               "--strength", str(strength), "--guidance", str(guidance), "--device", device]
-    same = ["--no-temporal-flow", "--no-color-anchor", "--no-cross-frame-attention"]
+    same = ["--no-temporal-flow", "--no-color-anchor", "--no-cross-frame-attention", "--keyframe-interval", "1"]
     return compare(name, {
         "naive diffusers loop": [sys.executable, str(loop), str(clip), str(out["naive diffusers loop"]), str(model),
                                  PROMPT, str(steps), str(strength), str(guidance), device],
