@@ -94,6 +94,25 @@ def test_an_inbetween_is_the_warp_and_blend_of_its_keyframes_on_a_known_translat
         assert error.mean() < 1.5 and np.percentile(error, 99) < 8, (t, error.mean(), np.percentile(error, 99))
 
 
+def test_an_inbetween_made_in_strips_is_the_whole_frame_pass(monkeypatch):
+    """The float steps run on strips of rows with a halo of context: the result is exactly one pass over
+    the whole frame (here with holes filled by a local engine, so the fill's regions cross strips too)."""
+    from pipeline.keyframes import synth
+
+    source0, source4, source2 = (_texture(150, 210, seed) for seed in (1, 1, 1))
+    shift = lambda image, dx: np.ascontiguousarray(np.roll(image, dx, axis=1))  # noqa: E731
+    before = Keyframe(0, source0, _texture(150, 210, 2))
+    after = Keyframe(4, shift(source4, 8), shift(_texture(150, 210, 3), 8))
+    now = shift(source2, 4)
+    now[40:90, 60:120] = 255 - now[40:90, 60:120]  # something neither keyframe shows: a region to fill
+    fill = lambda crop: (255 - crop).astype(np.uint8)  # noqa: E731  (a local look: exact on a crop)
+    monkeypatch.setattr(synth, "STRIP_ROWS", 10**6)
+    whole = synth.synthesize(2, now, before, after, fill)
+    assert not np.array_equal(whole, synth.synthesize(2, now, before, after, None))  # the fill is in it
+    monkeypatch.setattr(synth, "STRIP_ROWS", 17)
+    assert np.array_equal(synth.synthesize(2, now, before, after, fill), whole)
+
+
 def test_rendered_inbetweens_are_the_synthesis_of_the_cached_keyframes(cut_clip):
     params = FAST.replace(temporal_flow=False)
     frames_of(RenderRequest(cut_clip, params, 0, 9))

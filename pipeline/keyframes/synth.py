@@ -42,6 +42,10 @@ FILL_DENSITY = 0.25  # share of its box a cluster of holes must cover to be fill
 FILL_MARGIN = 16  # px around the holes' bounding box: the engine needs context at the region's edge
 DETAIL_SIGMA = 2.0  # px; what "detail" means for the contrast restoration
 MAX_GAIN = 1.6
+STRIP_ROWS = 96  # the float steps run on strips of rows (a 1080p frame's floats alone are 25 MB an array)
+# rows of context a strip's blurs need on each side: the detail blur (radius 4 sigma = 8) feeds the energy
+# blur (4 x 2 sigma = 16), so rows nearer the strip's edge than 24 would differ from a whole-frame pass
+STRIP_HALO = 32
 
 
 @dataclass(frozen=True)
@@ -79,18 +83,36 @@ def synthesize(index: int, source: np.ndarray, before: Keyframe, after: Keyframe
     near_a = (after.index - index) / span
     warped_a, conf_a = carry(before, source)
     warped_b, conf_b = carry(after, source)
-    # OpenCV's element-wise operations throughout: numpy's broadcasts over HxWx3 floats cost as much as the flow
     w_a, w_b = conf_a * np.float32(near_a), conf_b * np.float32(1.0 - near_a)
     total = w_a + w_b
     share_a = w_a / np.maximum(total, np.float32(1e-6))
+    seen = np.clip(total * np.float32(1.0 / HOLE), 0.0, 1.0)
+    regions = []  # (x0, y0, x1, y1, the engine's pixels there)
+    if fill is not None and float((seen < 0.5).mean()) >= FILL_MIN:
+        regions = _fill_regions(source, seen < 0.5, fill)
+    out = np.empty_like(warped_a)
+    height = out.shape[0]
+    for y0 in range(0, height, STRIP_ROWS):  # the float work a strip at a time: memory flat in the frame size
+        y1 = min(height, y0 + STRIP_ROWS)
+        lo, hi = max(0, y0 - STRIP_HALO), min(height, y1 + STRIP_HALO)
+        rows = slice(lo, hi)
+        strip = _blend(warped_a[rows], warped_b[rows], share_a[rows], seen[rows], near_a, restore,
+                       [(x0, r0 - lo, x1, r1 - lo, pixels) for x0, r0, x1, r1, pixels in regions if r0 < hi and r1 > lo])
+        out[y0:y1] = strip[y0 - lo:y1 - lo]
+    return out
+
+
+def _blend(warped_a, warped_b, share_a, seen, near_a: float, restore: bool, regions) -> np.ndarray:
+    """Steps 3-5 of the module on rows of the frame (`regions` in the rows' coordinates); uint8 out."""
+    # OpenCV's element-wise operations throughout: numpy's broadcasts over HxWx3 floats cost as much as the flow
     a, b = warped_a.astype(np.float32), warped_b.astype(np.float32)
     blended = cv2.blendLinear(a, b, share_a, 1.0 - share_a)
     if restore:
         blended = restore_contrast(blended, a, b, share_a)
-    seen = np.clip(total * np.float32(1.0 / HOLE), 0.0, 1.0)
     plain = cv2.addWeighted(a, near_a, b, 1.0 - near_a, 0.0)
-    if fill is not None and float((seen < 0.5).mean()) >= FILL_MIN:
-        plain = _filled(plain, source, seen < 0.5, fill)
+    for x0, y0, x1, y1, pixels in regions:  # the engine's output where neither keyframe sees
+        top, bottom = max(0, y0), min(plain.shape[0], y1)
+        plain[top:bottom, x0:x1] = pixels[top - y0:bottom - y0]
     out = cv2.blendLinear(blended, plain, seen, 1.0 - seen)
     return np.clip(out + np.float32(0.5), 0, 255).astype(np.uint8)
 
@@ -114,16 +136,14 @@ def restore_contrast(blended: np.ndarray, a: np.ndarray, b: np.ndarray, share_a:
 _CHANNEL_SUM = np.ones((1, 3), np.float32)
 
 
-def _filled(plain: np.ndarray, source: np.ndarray, holes: np.ndarray, fill) -> np.ndarray:
-    """`plain` with each cluster of holes' bounding box (plus a margin) replaced by the engine's output there."""
-    out = plain
+def _fill_regions(source: np.ndarray, holes: np.ndarray, fill) -> list:
+    """The engine's output (float32) on each cluster of holes' bounding box, margin included."""
+    regions = []
     for x0, y0, x1, y1 in hole_boxes(holes):
         region = fill(np.ascontiguousarray(source[y0:y1, x0:x1]))
-        if region.shape[:2] != (y1 - y0, x1 - x0):  # an engine that cannot keep the size: no fill
-            continue
-        out = out.copy() if out is plain else out
-        out[y0:y1, x0:x1] = region.astype(np.float32)
-    return out
+        if region.shape[:2] == (y1 - y0, x1 - x0):  # an engine that cannot keep the size: no fill
+            regions.append((x0, y0, x1, y1, region.astype(np.float32)))
+    return regions
 
 
 def hole_boxes(holes: np.ndarray) -> list[tuple[int, int, int, int]]:
