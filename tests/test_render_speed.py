@@ -129,6 +129,16 @@ def test_render_profile_times_every_stage(sample_clip, tmp_path, capsys):
     assert "consistency" in printed and "peak memory" in printed
 
 
+def test_a_keyframe_render_profiles_its_inbetweens(sample_clip, tmp_path):
+    report = tmp_path / "profile.json"
+    code = main(["render", str(sample_clip), "-o", str(tmp_path / "out.mp4"), "--style", "5", "--max-side", "96",
+                 "--end", "12", "--keyframe-interval", "4", "--quiet", "--profile", str(report)])
+    assert code == 0
+    stages = json.loads(report.read_text())["stages"]
+    assert stages["in-between"]["calls"] == 9  # keyframes 0, 4, 8 and 12 (which closes the range): 9 between
+    assert stages["engine"]["calls"] == 4
+
+
 def test_the_fused_network_is_kept_on_disk_and_a_damaged_copy_is_rebuilt(tmp_path):
     pytest.importorskip("onnx")
     fast_style.network_bytes.cache_clear()

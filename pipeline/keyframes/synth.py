@@ -33,6 +33,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
+from pipeline.profile import stage
 from pipeline.temporal.flow import upsample_flow, warp
 from pipeline.temporal.stabilizer import flow_source, motion
 
@@ -74,6 +75,7 @@ def carry(key: Keyframe, source: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return warp_sharp(key.image, upsample_flow(moved.to_previous, (w, h))), confidence
 
 
+@stage("in-between")  # its flows count in "flow", a fill's engine call in "engine"
 def synthesize(index: int, source: np.ndarray, before: Keyframe, after: Keyframe,
                fill: Callable[[np.ndarray], np.ndarray] | None = None, restore: bool = True) -> np.ndarray:
     """In-between frame `index` (before.index < index < after.index) of `source`; see the module."""
