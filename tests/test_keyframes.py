@@ -250,3 +250,23 @@ def test_one_scan_of_the_clip_serves_every_start_and_spacing_and_plans_read_noth
     whole = [plan_keyframes(cut_clip, params, start, end) for start, end, params in asked]
     assert whole == piecemeal and not opened
     assert piecemeal[1].shots == (5, 9) and piecemeal[1].keyframes[:3] == (5, 8, 9)  # a range starts a shot
+
+
+def test_threads_asking_for_a_clips_first_scan_at_once_share_one(cut_clip, monkeypatch):
+    import threading
+
+    from pipeline.keyframes import plan as planning
+
+    monkeypatch.setattr(planning, "_SCANS", {})
+    got, start = [], threading.Barrier(4)
+
+    def ask():
+        start.wait()
+        got.append(planning.clip_scan(cut_clip, 0))
+
+    threads = [threading.Thread(target=ask) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len({id(scan) for scan in got}) == 1  # else a preview extends its own scan from the start each time

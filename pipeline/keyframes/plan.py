@@ -19,6 +19,7 @@ background when it opens, and plans then cost nothing.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,8 +94,6 @@ class ClipScan:
     `extend` reads on, and a scan in the background and a preview that needs more share the work."""
 
     def __init__(self, path: Path, origin: int, frame_count: int):
-        import threading
-
         self.path, self.origin, self.frame_count = path, origin, frame_count
         self.cut: list[bool] = []  # [i - origin]: frame i starts a shot after frame i - 1
         self.motion: list[float] = []
@@ -134,6 +133,7 @@ class ClipScan:
 
 _SCANS: dict = {}  # (source path, identity) -> [ClipScan], one per origin asked for
 _SCANS_KEPT = 8
+_SCANS_LOCK = threading.Lock()  # the app's background scan and a preview may ask for the first scan at once
 CONTINUE_SCAN = 240  # frames: a range starting this far past a scan's end reads on from it, not anew
 
 
@@ -143,17 +143,18 @@ def clip_scan(path: str | Path, start: int) -> ClipScan:
     from pipeline.video import probe
 
     key = (str(path), tuple(sorted(source_identity(Path(path)).items())))
-    scans = _SCANS.get(key)
-    if scans is None:
-        if len(_SCANS) >= _SCANS_KEPT:
-            _SCANS.pop(next(iter(_SCANS)))
-        scans = _SCANS[key] = []
-    for scan in scans:
-        if scan.origin <= start <= scan.scanned + CONTINUE_SCAN:
-            return scan
-    scan = ClipScan(Path(path), start, probe(Path(path)).frame_count)
-    scans.append(scan)
-    return scan
+    with _SCANS_LOCK:
+        scans = _SCANS.get(key)
+        if scans is None:
+            if len(_SCANS) >= _SCANS_KEPT:
+                _SCANS.pop(next(iter(_SCANS)))
+            scans = _SCANS[key] = []
+        usable = [scan for scan in scans if scan.origin <= start <= scan.scanned + CONTINUE_SCAN]
+        if usable:
+            return max(usable, key=lambda scan: scan.scanned)  # the one that has read furthest
+        scan = ClipScan(Path(path), start, probe(Path(path)).frame_count)
+        scans.append(scan)
+        return scan
 
 
 def scan_clip(path: str | Path, cancel=None) -> None:
