@@ -289,21 +289,10 @@ def _run_stages(plan: _Plan, cancel: CancelToken, writer: VideoWriter | None) ->
             stop.set()
 
     def put(q: queue.Queue, item) -> bool:
-        while not stop.is_set():
-            try:
-                q.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
+        return put_unless_stopped(q, item, stop)
 
     def get(q: queue.Queue):
-        while not stop.is_set():
-            try:
-                return q.get(timeout=0.1)
-            except queue.Empty:
-                continue
-        return _DONE
+        return get_unless_stopped(q, stop, _DONE)
 
     def context(index: int, neighbors: list, center: int) -> FrameContext:
         return FrameContext(
@@ -432,6 +421,27 @@ def _run_stages(plan: _Plan, cancel: CancelToken, writer: VideoWriter | None) ->
             pool.shutdown(wait=True, cancel_futures=True)
     if failure:
         raise failure[0]
+
+
+def put_unless_stopped(q: queue.Queue, item, stop: threading.Event) -> bool:
+    """Put `item` on a bounded queue, waiting while it is full; False (not put) once `stop` is set."""
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def get_unless_stopped(q: queue.Queue, stop: threading.Event, done):
+    """The next item of a queue, waiting while it is empty; `done` once `stop` is set."""
+    while not stop.is_set():
+        try:
+            return q.get(timeout=0.1)
+        except queue.Empty:
+            continue
+    return done
 
 
 def _offer(events_q: queue.Queue, event: Event) -> None:

@@ -32,6 +32,7 @@ from pipeline.errors import CancelledError
 from pipeline.events import CancelToken, Event, FrameReady, Step
 from pipeline.keyframes.plan import KeyframePlan
 from pipeline.keyframes.synth import Keyframe, synthesize, warp_sharp
+from pipeline.render import get_unless_stopped, put_unless_stopped
 from pipeline.temporal.stabilizer import Stabilizer, flow_source, is_stateful, motion, propagates_flow
 from pipeline.video import VideoReader
 from pipeline.video.window import frames_with_neighbors
@@ -68,21 +69,10 @@ class _KeyframeRender:
 
     # -- plumbing ---------------------------------------------------------------------------------
     def _put(self, q: queue.Queue, item) -> bool:
-        while not self.stop.is_set():
-            try:
-                q.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
+        return put_unless_stopped(q, item, self.stop)
 
     def _get(self, q: queue.Queue):
-        while not self.stop.is_set():
-            try:
-                return q.get(timeout=0.1)
-            except queue.Empty:
-                continue
-        return _DONE
+        return get_unless_stopped(q, self.stop, _DONE)
 
     def _guarded(self, stage) -> None:
         try:
