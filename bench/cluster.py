@@ -149,8 +149,7 @@ def seams(folder: Path, overlaps=(0, 2, 4, 6, 8), frames: int = 41, chunk: int =
     from pipeline.footage import make_footage_clip
     from pipeline.render import render_frames
     from pipeline.request import RenderRequest, StyleParams
-    from pipeline.temporal.flow import flow_pair, occlusion_mask
-    from pipeline.temporal.metrics import warp_error
+    from pipeline.temporal.metrics import pair_warp_error
     from pipeline.video import VideoReader
     from pipeline.events import FrameReady
 
@@ -168,8 +167,7 @@ def seams(folder: Path, overlaps=(0, 2, 4, 6, 8), frames: int = 41, chunk: int =
     def seam_error(outputs):
         errors = []
         for s in starts:
-            flow, back = flow_pair(sources[s - 1], sources[s])
-            errors.append(warp_error(outputs[s - 1], outputs[s], flow, ~occlusion_mask(flow, back)))
+            errors.append(pair_warp_error((sources[s - 1], sources[s]), (outputs[s - 1], outputs[s])))
         return float(np.mean(errors))
 
     base = seam_error(local)

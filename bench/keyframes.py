@@ -39,14 +39,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from pipeline.engines.base import resize_to  # noqa: E402
-from pipeline.events import Failed, FrameReady  # noqa: E402
 from pipeline.footage import make_footage_clip  # noqa: E402
 from pipeline.keyframes.plan import plan_keyframes  # noqa: E402
 from pipeline.keyframes.synth import sharpness  # noqa: E402
-from pipeline.render import render_frames  # noqa: E402
-from pipeline.request import RenderRequest, StyleParams  # noqa: E402
+from pipeline.request import StyleParams  # noqa: E402
 from pipeline.temporal.metrics import FlickerMeter  # noqa: E402
 from pipeline.video import VideoReader  # noqa: E402
+
+from flicker import render as vdiff_frames  # noqa: E402  (beside this file: every frame of a streaming render)
 
 STYLE = "7"
 ROWS = [  # (row, StyleParams changes from the fast-style defaults)
@@ -65,16 +65,6 @@ def peer_frames(sources: list) -> list:
 
     st = StyleTransfer(max_size=640)
     return [np.asarray(st.stylize(Image.fromarray(frame), style=int(STYLE)).convert("RGB")) for frame in sources]
-
-
-def vdiff_frames(clip: Path, params: StyleParams, frames: int) -> list:
-    out = []
-    for event in render_frames(RenderRequest(clip, params, 0, frames, use_cache=False)):
-        if isinstance(event, Failed):
-            raise SystemExit(f"render failed: {event.message}")
-        if isinstance(event, FrameReady):
-            out.append(event.image)
-    return out
 
 
 def measure(sources: list, outputs: list, keyframes: set[int] | None) -> dict:

@@ -29,8 +29,7 @@ from pipeline.footage import make_footage_clip  # noqa: E402
 from pipeline.render import open_cache_entry, render_frames  # noqa: E402
 from pipeline.engines import create_engine  # noqa: E402
 from pipeline.request import OutputSpec, RenderRequest, StyleParams  # noqa: E402
-from pipeline.temporal.flow import flow_pair, occlusion_mask  # noqa: E402
-from pipeline.temporal.metrics import warp_error  # noqa: E402
+from pipeline.temporal.metrics import pair_warp_error  # noqa: E402
 from pipeline.video import VideoReader, probe  # noqa: E402
 
 pytestmark = pytest.mark.cluster
@@ -266,8 +265,7 @@ def test_cli_cluster_render_with_defaults_matches_local_at_the_seams(ray_head, t
     def seam_error(outputs):
         errors = []
         for s in seams:
-            flow, back = flow_pair(sources[s - 1], sources[s])
-            errors.append(warp_error(outputs[s - 1], outputs[s], flow, ~occlusion_mask(flow, back)))
+            errors.append(pair_warp_error((sources[s - 1], sources[s]), (outputs[s - 1], outputs[s])))
         return float(np.mean(errors))
 
     assert seam_error(cluster) <= 1.1 * seam_error(local)

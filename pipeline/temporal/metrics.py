@@ -36,6 +36,12 @@ def warp_error(frame: np.ndarray, following: np.ndarray, flow: np.ndarray, visib
     return float((squared * weight).sum() / count)
 
 
+def pair_warp_error(sources: tuple[np.ndarray, np.ndarray], outputs: tuple[np.ndarray, np.ndarray]) -> float:
+    """E(t) of the output pair, with the flow and visibility of the source pair (t, t+1) between them."""
+    flow, back = flow_pair(*sources)
+    return warp_error(*outputs, flow, ~occlusion_mask(flow, back))
+
+
 def style_fidelity(output: np.ndarray, reference: np.ndarray, source: np.ndarray) -> float:
     """1 - RMS(output - reference) / RMS(reference - source), all uint8 RGB of one size.
 
