@@ -19,6 +19,7 @@ background when it opens, and plans then cost nothing.
 
 from __future__ import annotations
 
+import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,8 +94,9 @@ class ClipScan:
     and for auto spacing its motion and occluded fraction. Frames [origin, scanned) are measured;
     `extend` reads on, and a scan in the background and a preview that needs more share the work."""
 
-    def __init__(self, path: Path, origin: int, frame_count: int):
-        self.path, self.origin, self.frame_count = path, origin, frame_count
+    def __init__(self, path: Path, origin: int):
+        self.path, self.origin = path, origin
+        self.frame_count: int | None = None  # known once the first extend has opened the clip
         self.cut: list[bool] = []  # [i - origin]: frame i starts a shot after frame i - 1
         self.motion: list[float] = []
         self.occluded: list[float] = []
@@ -110,10 +112,11 @@ class ClipScan:
         from pipeline.errors import CancelledError
         from pipeline.video import VideoReader
 
-        upto = min(upto, self.frame_count)
-        if self.scanned >= upto:
+        if self.frame_count is not None and self.scanned >= min(upto, self.frame_count):
             return
-        with VideoReader(self.path) as reader:
+        with VideoReader(self.path) as reader:  # it probes the clip: the frame count comes with it
+            self.frame_count = reader.info.frame_count
+            upto = min(upto, self.frame_count)
             for index, frame in reader.iter_frames(self.scanned, upto):
                 if cancel is not None and cancel.cancelled:
                     raise CancelledError()
@@ -140,7 +143,6 @@ CONTINUE_SCAN = 240  # frames: a range starting this far past a scan's end reads
 def clip_scan(path: str | Path, start: int) -> ClipScan:
     """The scan of the clip at `path` that covers `start` (one is made from `start` if none does)."""
     from pipeline.cache import source_identity
-    from pipeline.video import probe
 
     key = (str(path), tuple(sorted(source_identity(Path(path)).items())))
     with _SCANS_LOCK:
@@ -152,22 +154,20 @@ def clip_scan(path: str | Path, start: int) -> ClipScan:
         usable = [scan for scan in scans if scan.origin <= start <= scan.scanned + CONTINUE_SCAN]
         if usable:
             return max(usable, key=lambda scan: scan.scanned)  # the one that has read furthest
-        scan = ClipScan(Path(path), start, probe(Path(path)).frame_count)
+        scan = ClipScan(Path(path), start)
         scans.append(scan)
         return scan
 
 
 def scan_clip(path: str | Path, cancel=None) -> None:
     """Measure the whole clip ahead of time (the app, when a clip opens): plans from then on cost nothing."""
-    scan = clip_scan(path, 0)
-    scan.extend(scan.frame_count, cancel)
+    clip_scan(path, 0).extend(sys.maxsize, cancel)
 
 
 def _plan_for(path, spacing: tuple, start: int, end: int, cancel) -> KeyframePlan:
     scan = clip_scan(path, start)
-    horizon = min(scan.frame_count, end + spacing[2])  # a keyframe is due by then at the latest
-    scan.extend(horizon, cancel)
-    return _plan(scan, *spacing, start, end, horizon)
+    scan.extend(end + spacing[2], cancel)  # a keyframe is due by then at the latest
+    return _plan(scan, *spacing, start, end, min(scan.frame_count, end + spacing[2]))
 
 
 def _plan(scan: ClipScan, auto: bool, low: int, high: int, start: int, end: int, horizon: int) -> KeyframePlan:
