@@ -354,7 +354,7 @@ class RenderWorker(QThread):
     def _drafts_first(self, engine: Engine, request: PreviewRequest, entry: CacheEntry) -> bool:
         """A draft when it is much cheaper than the exact preview: a per-frame engine, fitted to a view,
         no region edit (a draft would change the whole frame), and the frame not in the cache."""
-        return (getattr(engine, "draft_previews", False) and engine.temporal_radius == 0 and request.box is not None
+        return (engine.draft_previews and engine.temporal_radius == 0 and request.box is not None
                 and not has_region(request.params) and not entry.has(request.index))
 
     def _draft(self, engine: Engine, request: PreviewRequest, token: CancelToken):
