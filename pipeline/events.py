@@ -13,13 +13,35 @@ import numpy as np
 
 
 class CancelToken:
-    """Thread-safe flag checked between frames and between denoising steps."""
+    """Thread-safe flag checked between frames and between denoising steps; a long call that cannot
+    check it (an ONNX run) registers a callback that stops it (`when_cancelled`)."""
 
     def __init__(self) -> None:
         self._event = threading.Event()
+        self._lock = threading.Lock()
+        self._callbacks: list = []
 
     def cancel(self) -> None:
-        self._event.set()
+        with self._lock:
+            self._event.set()
+            callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            callback()
+
+    def when_cancelled(self, callback):
+        """Call `callback()` on the cancelling thread when cancelled (at once if already); returns a
+        function that forgets it (call it when the work it would stop is over)."""
+        with self._lock:
+            if not self._event.is_set():
+                self._callbacks.append(callback)
+                return lambda: self._forget(callback)
+        callback()
+        return lambda: None
+
+    def _forget(self, callback) -> None:
+        with self._lock:
+            if callback in self._callbacks:
+                self._callbacks.remove(callback)
 
     @property
     def cancelled(self) -> bool:

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from pipeline.engines.base import Engine, FrameContext, resize_to
-from pipeline.errors import BadInputError
+from pipeline.errors import BadInputError, CancelledError
 from pipeline.events import CancelToken
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,7 @@ class FastStyleEngine(Engine):
 
     name = "fast-style"
     draft_previews = True
+    prepares_previews = True
 
     def __init__(self, params):
         super().__init__(params)
@@ -136,37 +137,54 @@ class FastStyleEngine(Engine):
         session = self._take_session()
         try:
             if self._vector is not None:
-                stylized = self._run_arbitrary(session, source)
+                stylized = self._run_arbitrary(session, source, ctx.cancel)
             else:
-                stylized = self._run_builtin(session, source)
+                stylized = self._run_builtin(session, source, ctx.cancel)
         finally:
             self._pool.put(session)
         if self.params.preserve_color:
             stylized = keep_source_color(stylized, source)
         return mix(source, stylized, self.params.strength)
 
-    def _run_builtin(self, session, image: np.ndarray) -> np.ndarray:
+    def _run_builtin(self, session, image: np.ndarray, cancel: CancelToken) -> np.ndarray:
         h, w = image.shape[:2]
         x = image.astype(np.float32) * (1.0 / 255.0)
         ph, pw = (-h) % 4, (-w) % 4  # the network downsamples by 4
         if ph or pw:
             x = np.pad(x, ((0, ph), (0, pw), (0, 0)), mode="reflect")
         x = np.ascontiguousarray(x.transpose(2, 0, 1)[None])
-        out = session.run(None, {self._inputs[0]: x, self._inputs[1]: self._weights})[0][0]
+        out = _run_stoppable(session, {self._inputs[0]: x, self._inputs[1]: self._weights}, cancel)[0][0]
         return planes_to_uint8(out[:, :h, :w])
 
-    def _run_arbitrary(self, session, image: np.ndarray) -> np.ndarray:
+    def _run_arbitrary(self, session, image: np.ndarray, cancel: CancelToken) -> np.ndarray:
         h, w = image.shape[:2]
         scale = ARBITRARY_SIZE / max(w, h)
         sw, sh = max(1, round(w * scale)), max(1, round(h * scale))
         small = resize_to(image, (sw, sh)).astype(np.float32) * (1.0 / 255.0)
         small = np.pad(small, ((0, ARBITRARY_SIZE - sh), (0, ARBITRARY_SIZE - sw), (0, 0)), mode="reflect")
-        out = session.run(None, {self._inputs[0]: small[None], self._inputs[1]: self._vector})[0][0]
+        out = _run_stoppable(session, {self._inputs[0]: small[None], self._inputs[1]: self._vector}, cancel)[0][0]
         return resize_to(to_uint8(out[:sh, :sw]), (w, h))
 
     def close(self) -> None:
         self._engine = None
         self._pool = queue.SimpleQueue()
+
+
+def _run_stoppable(session, feeds: dict, cancel: CancelToken) -> list:
+    """session.run, ended within milliseconds by a cancel (a scrub that moved on need not wait for
+    a stale preview's network); raises CancelledError then."""
+    import onnxruntime as ort
+
+    options = ort.RunOptions()
+    forget = cancel.when_cancelled(lambda: setattr(options, "terminate", True))
+    try:
+        return session.run(None, feeds, options)
+    except Exception:
+        if cancel.cancelled:  # onnxruntime's "Exiting due to terminate flag"
+            raise CancelledError() from None
+        raise
+    finally:
+        forget()
 
 
 def _usable_cores() -> int:

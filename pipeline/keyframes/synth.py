@@ -33,6 +33,8 @@ from typing import Callable
 import cv2
 import numpy as np
 
+from pipeline.errors import CancelledError
+from pipeline.events import CancelToken
 from pipeline.profile import stage
 from pipeline.temporal.flow import upsample_flow, warp
 from pipeline.temporal.stabilizer import flow_source, motion
@@ -77,13 +79,19 @@ def carry(key: Keyframe, source: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 @stage("in-between")  # its flows count in "flow", a fill's engine call in "engine"
 def synthesize(index: int, source: np.ndarray, before: Keyframe, after: Keyframe,
-               fill: Callable[[np.ndarray], np.ndarray] | None = None, restore: bool = True) -> np.ndarray:
-    """In-between frame `index` (before.index < index < after.index) of `source`; see the module."""
+               fill: Callable[[np.ndarray], np.ndarray] | None = None, restore: bool = True,
+               cancel: CancelToken | None = None) -> np.ndarray:
+    """In-between frame `index` (before.index < index < after.index) of `source`; see the module.
+    `cancel` is checked between the flows and between strips (a stale preview stops within ~20 ms)."""
+    def check() -> None:
+        if cancel is not None and cancel.cancelled:
+            raise CancelledError()
     span = after.index - before.index
     if not before.index < index < after.index:
         raise ValueError(f"frame {index} is not between keyframes {before.index} and {after.index}")
     near_a = (after.index - index) / span
     warped_a, conf_a = carry(before, source)
+    check()
     warped_b, conf_b = carry(after, source)
     w_a, w_b = conf_a * np.float32(near_a), conf_b * np.float32(1.0 - near_a)
     total = w_a + w_b
@@ -95,6 +103,7 @@ def synthesize(index: int, source: np.ndarray, before: Keyframe, after: Keyframe
     out = np.empty_like(warped_a)
     height = out.shape[0]
     for y0 in range(0, height, STRIP_ROWS):  # the float work a strip at a time: memory flat in the frame size
+        check()
         y1 = min(height, y0 + STRIP_ROWS)
         lo, hi = max(0, y0 - STRIP_HALO), min(height, y1 + STRIP_HALO)
         rows = slice(lo, hi)
