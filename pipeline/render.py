@@ -515,6 +515,30 @@ def render_span(engine: Engine, info: VideoInfo, start: int, end: int, cancel: C
             yield event
 
 
+def preview_ready(engine: Engine, info: VideoInfo, index: int, start: int = 0,
+                  size: tuple[int, int] | None = None) -> bool:
+    """preview_frame would answer at once from memory: frames prepared by prepare_previews."""
+    if not uses_keyframes(engine.params):
+        return False
+    from pipeline.keyframes.preview import prepared
+
+    return prepared(engine, info.path, index, start, size)
+
+
+def prepare_previews(engine: Engine, reader: VideoReader, playhead: int, cancel: CancelToken | None = None,
+                     entry: CacheEntry | None = None, start: int = 0, size: tuple[int, int] | None = None,
+                     source: VideoInfo | None = None) -> bool:
+    """Idle work for the app: render one more view-size (`size`) preview frame near `playhead`, kept in
+    memory for the scrubs to come (pipeline.keyframes.preview). False when there is nothing (more) to
+    do: every frame within the memory budget is ready, or the engine renders per frame, or is too slow
+    for idle work (`Engine.prepares_previews`), or the previews are full size. Arguments as preview_frame's."""
+    if not (engine.prepares_previews and uses_keyframes(engine.params) and size is not None):
+        return False
+    from pipeline.keyframes.preview import prepare_near
+
+    return prepare_near(engine, reader, playhead, cancel, entry, start, size, source)
+
+
 def preview_frame(
     engine: Engine,
     reader: VideoReader,

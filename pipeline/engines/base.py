@@ -57,6 +57,9 @@ class Engine(ABC):
     # a frame at a quarter of a view's pixels costs tens of milliseconds: the app shows one while scrubbing,
     # before the exact preview (which may need two keyframes)
     draft_previews: bool = False
+    # a view-size keyframe costs a fraction of a second: the app renders preview frames around the playhead
+    # while idle (pipeline.keyframes.preview.prepare_near); a diffusion model would keep the GPU busy for nothing
+    prepares_previews: bool = False
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

@@ -1,0 +1,137 @@
+"""Previews prepared while the app is idle (pipeline.keyframes.preview.prepare_near), and cancels that stop
+an engine call midway (a scrub that moved on does not wait for a stale preview)."""
+
+import threading
+
+import numpy as np
+import pytest
+
+from pipeline.engines import FrameContext, create_engine
+from pipeline.errors import CancelledError
+from pipeline.events import CancelToken
+from pipeline.footage import make_footage_clip
+from pipeline.keyframes import plan_keyframes
+from pipeline.keyframes import preview as keyframe_previews
+from pipeline.render import prepare_previews, preview_frame, preview_ready
+from pipeline.request import StyleParams
+from pipeline.video import VideoReader
+
+FAST = StyleParams(style="3", max_side=96, keyframe_interval=4)
+SIZE = (64, 36)  # the view's size: previews are made at it
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    """28 frames of hand-held footage with a cut at frame 17, 128x72."""
+    return make_footage_clip(tmp_path_factory.mktemp("prep") / "clip.mp4", frames=28, width=128, height=72,
+                             cuts=(17,), audio=False)
+
+
+@pytest.fixture(scope="module")
+def engine():
+    engine = create_engine(FAST)
+    engine.prepare()
+    yield engine
+    engine.close()
+
+
+@pytest.fixture
+def store(monkeypatch):
+    """An empty store of prepared frames for the test (the module's is shared by the process)."""
+    frames = keyframe_previews.PreviewFrames()
+    monkeypatch.setattr(keyframe_previews, "_frames", frames)
+    return frames
+
+
+def ready(engine, clip, count=28):
+    return [i for i in range(count) if preview_ready(engine, _info(clip), i, 0, SIZE)]
+
+
+def _info(clip):
+    with VideoReader(clip) as reader:
+        return reader.info
+
+
+def test_idle_work_prepares_the_keyframes_then_the_frames_between_nearest_first(engine, clip, store):
+    keyframes = plan_keyframes(clip, FAST, 0, 28).keyframes
+    with VideoReader(clip) as reader:
+        order = []  # what each step made ready
+        while prepare_previews(engine, reader, 12, size=SIZE):
+            now = ready(engine, clip)
+            order.extend(sorted(set(now) - set(order), key=lambda i: abs(i - 12)))
+            assert len(order) <= 28
+        assert sorted(order) == list(range(28))  # then there is nothing left: False
+        assert order[:len(keyframes)] == sorted(keyframes, key=lambda k: abs(k - 12))  # keyframes first
+        between = order[len(keyframes):]
+        assert [abs(i - 12) for i in between] == sorted(abs(i - 12) for i in between)  # then nearest first
+
+        prepared = {i: preview_frame(engine, reader, i, size=SIZE)[0] for i in range(28)}
+        store.items.clear()
+        store.nbytes = 0
+        for i in (0, 5, 12, 17, 26):  # the same frames a scrub makes without preparation
+            assert np.array_equal(prepared[i], preview_frame(engine, reader, i, size=SIZE)[0]), i
+
+
+def test_the_memory_budget_keeps_the_frames_nearest_the_playhead(engine, clip, store):
+    frame_bytes = 64 * 36 * 3
+    store.budget = 12 * frame_bytes  # a keyframe counts twice (its source and its stylized frame)
+    with VideoReader(clip) as reader:
+        while prepare_previews(engine, reader, 20, size=SIZE):
+            pass
+        near_20 = ready(engine, clip)
+        assert 20 in near_20 and store.nbytes <= store.budget
+        assert max(abs(i - 20) for i in near_20) <= 6  # nothing far was kept in place of something near
+        while prepare_previews(engine, reader, 2, size=SIZE):
+            pass
+        near_2 = ready(engine, clip)
+    assert 2 in near_2 and 20 not in near_2 and max(near_2) < 12  # the playhead moved: the far frames went
+
+
+def test_slow_engines_and_full_size_previews_are_not_prepared(clip, store):
+    with VideoReader(clip) as reader:
+        fast = create_engine(FAST)
+        fast.prepare()
+        assert prepare_previews(fast, reader, 3, size=None) is False  # full size: a frame each is too much memory
+        per_frame = create_engine(StyleParams(style="3", max_side=96, keyframe_interval=1))
+        per_frame.prepare()
+        assert prepare_previews(per_frame, reader, 3, size=SIZE) is False  # only keyframe renders prepare
+        diffusion_like = create_engine(FAST)
+        diffusion_like.prepares_previews = False  # as the diffusion engine declares
+        assert prepare_previews(diffusion_like, reader, 3, size=SIZE) is False
+    assert store.items == {}
+
+
+def test_a_cancel_stops_preparing(engine, clip, store):
+    token = CancelToken()
+    token.cancel()
+    with VideoReader(clip) as reader, pytest.raises(CancelledError):
+        prepare_previews(engine, reader, 5, token, size=SIZE)
+    assert store.items == {}
+
+
+def test_a_cancel_ends_a_network_run_midway_and_the_engine_runs_on():
+    engine = create_engine(StyleParams(style="7"))
+    engine.prepare()
+    big = np.random.default_rng(0).integers(0, 256, (2160, 3840, 3), np.uint8)  # seconds of work on a CPU
+    token = CancelToken()
+    started = threading.Event()
+    token.when_cancelled(started.set)
+
+    threading.Timer(0.05, token.cancel).start()
+    with pytest.raises(CancelledError):
+        engine.process(big, FrameContext(index=0, cancel=token))
+    assert started.is_set()
+    small = big[:72, :128]
+    assert engine.process(small, FrameContext(index=0)).shape == (72, 128, 3)  # the session still works
+    engine.close()
+
+
+def test_a_cancel_tokens_callbacks_run_once_and_can_be_forgotten():
+    token, calls = CancelToken(), []
+    token.when_cancelled(lambda: calls.append("a"))
+    forget = token.when_cancelled(lambda: calls.append("b"))
+    forget()
+    token.cancel()
+    token.cancel()
+    token.when_cancelled(lambda: calls.append("late"))  # already cancelled: at once
+    assert calls == ["a", "late"]
