@@ -116,6 +116,9 @@ class PreviewController(QObject):
         self.proxy = (Path(path), width)
         self.slicer.set_proxy(path, width)
         self.proxy_changed.emit(self.proxy)
+        if not self.playing and not self.rendering:  # frames now read cheaply out of order: prepare previews
+            self.worker.prepare_around(info, self.state.params, self.state.frame, self.state.in_point, self.box,
+                                       self.proxy)
 
     # showing frames
     def show_current(self, *_) -> None:

@@ -3,7 +3,9 @@
 The GUI talks to it through plain thread-safe methods, never queued slots: a thread busy in a render
 loop cannot run queued slots. Previews are latest-wins: a newer one replaces a pending one and cancels
 one in flight. Each render ends with exactly one of render_finished / render_cancelled / render_failed.
-Frames leave this thread as numpy arrays; QImages are made on the GUI thread.
+Frames leave this thread as numpy arrays; QImages are made on the GUI thread. With nothing else to
+do, it renders preview frames around the last preview's frame (pipeline.render.prepare_previews),
+stopped within milliseconds by any request.
 """
 
 from __future__ import annotations
@@ -24,11 +26,12 @@ from pipeline.editing.region import RegionEdit, has_region
 from pipeline.engines import Engine, FrameContext, create_engine
 from pipeline.errors import CancelledError, OutOfMemoryError, VdiffError
 from pipeline.events import Cancelled, CancelToken, Failed, Finished, FrameReady, Started, Step
-from pipeline.render import open_cache_entry, preview_frame, render_frames
+from pipeline.render import open_cache_entry, prepare_previews, preview_frame, preview_ready, render_frames
 from pipeline.request import RenderRequest, StyleParams
 from pipeline.engines.base import resize_to
 from pipeline.temporal.flicker_sampler import FlickerSampler
 from pipeline.video import VideoInfo, VideoReader
+from pipeline.video.proxy import proxy_size
 from vdiff_gui.frame_slicer import fit_within, proxy_fits
 
 log = logging.getLogger(__name__)
@@ -127,6 +130,9 @@ class RenderWorker(QThread):
         self._preview_token = CancelToken()
         self._render: RenderRequest | None = None
         self._render_token: CancelToken | None = None
+        self.idle_previews = True  # prepare previews around the last one while idle (prepare_previews)
+        self._ahead: PreviewRequest | None = None  # idle work: prepare previews around this one's frame
+        self._ahead_token = CancelToken()
         self._paused = False
         self._stopping = False
         # owned by the worker thread only
@@ -151,12 +157,25 @@ class RenderWorker(QThread):
         with self._cond:
             if self._preview != request:
                 self._preview_token.cancel()
+            self._stop_ahead()
             self._preview = request
             self._cond.notify_all()
+
+    def prepare_around(self, info: VideoInfo, params: StyleParams, index: int, start: int = 0,
+                       box: tuple[int, int] | None = None, proxy: tuple[Path, int] | None = None) -> None:
+        """Idle work from now (until any other request): prepare previews around frame `index` with these
+        settings (e.g. once the scrubbing proxy is ready, which makes reading frames out of order cheap)."""
+        request = PreviewRequest(info, params, index, start, box, proxy)
+        with self._cond:
+            if self._preview is None and self._render is None and not self._stopping and self._may_prepare(request):
+                self._stop_ahead()
+                self._ahead = request
+                self._cond.notify_all()
 
     def submit_render(self, request: RenderRequest) -> None:
         """Queue a render (with request.output set: an export). Runs before any pending preview."""
         with self._cond:
+            self._stop_ahead()
             self._render = request
             self._failed = None  # an explicit render retries a model that failed to load
             self._cond.notify_all()
@@ -194,6 +213,7 @@ class RenderWorker(QThread):
             self._stopping = True
             self._paused = False
             self._preview_token.cancel()
+            self._stop_ahead()
             if self._render_token is not None:
                 self._render_token.cancel()
             self._cond.notify_all()
@@ -205,6 +225,20 @@ class RenderWorker(QThread):
         if self.isRunning():
             return self.wait(timeout_ms) if timeout_ms is not None else self.wait()
         return True
+
+    def _may_prepare(self, request: PreviewRequest) -> bool:
+        return self.idle_previews and _reads_cheaply(request)
+
+    def _stop_ahead(self) -> None:
+        """(holding the lock) Stop the idle preparing: a request has come."""
+        self._ahead = None
+        self._ahead_token.cancel()
+
+    @property
+    def preparing(self) -> bool:
+        """Idle work is pending: previews are being prepared around the last scrub."""
+        with self._cond:
+            return self._ahead is not None
 
     @property
     def rendering(self) -> bool:
@@ -222,22 +256,27 @@ class RenderWorker(QThread):
         try:
             while True:
                 with self._cond:
-                    while not (self._stopping or self._render or self._preview):
+                    while not (self._stopping or self._render or self._preview or self._ahead):
                         self._cond.wait()
                     if self._stopping:
                         dropped, self._render = self._render, None
                         break
                     render, self._render = self._render, None
-                    preview = None
+                    preview = ahead = None
                     if render is not None:
                         self._render_token = token = CancelToken()
-                    else:
+                    elif self._preview is not None:
                         preview, self._preview = self._preview, None
                         self._preview_token = token = CancelToken()
+                    else:
+                        ahead, self._ahead_token = self._ahead, CancelToken()
+                        token = self._ahead_token
                 if render is not None:
                     self._run_render(render, token)
-                else:
+                elif preview is not None:
                     self._run_preview(preview, token)
+                else:
+                    self._prepare_ahead(ahead, token)
             if dropped is not None:
                 self.render_cancelled.emit()
         except Exception:  # never die silently: the GUI would wait forever
@@ -333,11 +372,10 @@ class RenderWorker(QThread):
                         return
             on_step = lambda step, steps: self.step_changed.emit(request.index, step, steps)  # noqa: E731
             info = request.info
-            size = fit_within(info.width, info.height, request.box)
             # the proxy's pixels when it is sharp enough for the view; keyframes are planned on the source's
             image, from_cache = preview_frame(engine, self._preview_reader(request), request.index, token, entry,
                                               on_step, edit=self._region_of(request.params, info), start=request.start,
-                                              size=None if size == (info.width, info.height) else size, source=info)
+                                              size=self._preview_size(request), source=info)
             image = resize_to(image, fit_within(image.shape[1], image.shape[0], request.box))
         except CancelledError:
             return
@@ -350,12 +388,43 @@ class RenderWorker(QThread):
             self.preview_failed.emit(f"internal error: {type(exc).__name__}: {exc}", "error")
         else:
             self.preview_ready.emit(request.index, image, from_cache, request.params)
+            with self._cond:
+                if self._preview is None and self._render is None and not self._stopping and self._may_prepare(request):
+                    self._ahead = request  # idle from now: prepare the frames around this one
+
+    def _prepare_ahead(self, request: PreviewRequest, token: CancelToken) -> None:
+        """One step of idle work: one more preview frame near `request`'s; none left ends it."""
+        more = False
+        try:
+            engine = self._engine
+            if engine is None or self._engine_params != request.params:
+                return  # no model is loaded for idle work; the finally ends it
+            more = prepare_previews(engine, self._preview_reader(request), request.index, token,
+                                    self._entry_of(request.info, engine, request.start), request.start,
+                                    self._preview_size(request), request.info)
+        except CancelledError:
+            more = True  # a request came and set what comes next
+        except Exception:  # background work: the next preview reports what is wrong
+            log.warning("preparing previews failed:\n%s", traceback.format_exc())
+        finally:
+            if not more:
+                with self._cond:
+                    if self._ahead is request:
+                        self._ahead = None
+
+    def _preview_size(self, request: PreviewRequest) -> tuple[int, int] | None:
+        """The size a preview is rendered at: the view's pixels (None: the frame's own size)."""
+        info = request.info
+        size = fit_within(info.width, info.height, request.box)
+        return None if size == (info.width, info.height) else size
 
     def _drafts_first(self, engine: Engine, request: PreviewRequest, entry: CacheEntry) -> bool:
         """A draft when it is much cheaper than the exact preview: a per-frame engine, fitted to a view,
-        no region edit (a draft would change the whole frame), and the frame not in the cache."""
+        no region edit (a draft would change the whole frame), and the frame neither in the cache nor
+        prepared in memory."""
         return (engine.draft_previews and engine.temporal_radius == 0 and request.box is not None
-                and not has_region(request.params) and not entry.has(request.index))
+                and not has_region(request.params) and not entry.has(request.index)
+                and not preview_ready(engine, request.info, request.index, request.start, self._preview_size(request)))
 
     def _draft(self, engine: Engine, request: PreviewRequest, token: CancelToken):
         """The frame through the engine on its own, at DRAFT_SCALE of the view's size (from the proxy when
@@ -464,6 +533,13 @@ class RenderWorker(QThread):
                 self._preview = None
         image = resize_to(image, fit_within(image.shape[1], image.shape[0], preview.box))
         self.preview_ready.emit(preview.index, image, True, preview.params)
+
+
+def _reads_cheaply(request: PreviewRequest) -> bool:
+    """Frames of the request's clip read out of order in milliseconds: from its scrubbing proxy, or a source
+    small enough to need none. A long-GOP original costs up to a second a seek: no idle work on it."""
+    proxy = request.proxy
+    return (proxy is not None and proxy_fits(proxy[1], request.info, request.box)) or proxy_size(request.info) is None
 
 
 def _rate(times: deque) -> float:

@@ -124,6 +124,7 @@ def test_playback_runs_at_the_source_rate_and_marks_unrendered_frames(window, qt
 def test_a_scrub_shows_a_draft_first_then_the_exact_frame(window, qtbot, sample_clip):
     from vdiff_gui.preview import DRAFT
 
+    window.worker.idle_previews = False  # frame 37 must not be prepared ahead (that skips the draft)
     open_clip(qtbot, window, sample_clip)
     wait_stylized(qtbot, window, 0)
     assert window.preview.box is not None  # fitted to the view: drafts are made for it
@@ -146,3 +147,48 @@ def test_a_scrub_shows_a_draft_first_then_the_exact_frame(window, qtbot, sample_
     assert (DRAFT, (draft.shape[1], draft.shape[0])) in seen  # the draft was on screen, marked, before the exact one
     assert np.array_equal(shown_pixels(after), final)
     assert np.array_equal(final, core_stylized(sample_clip, window.state.params, 37))  # the view fits the clip
+
+
+def shrink_views(qtbot, window, monkeypatch):
+    """Views smaller than the 320x180 sample clip: previews are then made at the view's size, and prepared
+    (into a store of this test's: the process keeps what other tests prepared)."""
+    from pipeline.keyframes import preview as keyframe_previews
+
+    monkeypatch.setattr(keyframe_previews, "_frames", keyframe_previews.PreviewFrames())
+    window.resize(560, 420)
+    qtbot.waitUntil(lambda: window.preview.box is not None and window.preview.box[1] < 170, timeout=5000)
+
+
+def test_idle_time_prepares_previews_and_a_scrub_onto_one_needs_no_draft(window, qtbot, sample_clip, monkeypatch):
+    from pipeline.engines import create_engine
+    from pipeline.render import preview_frame
+    from vdiff_gui.frame_slicer import fit_within
+
+    shrink_views(qtbot, window, monkeypatch)
+    open_clip(qtbot, window, sample_clip)
+    wait_stylized(qtbot, window, 0)
+    info, params = window.state.info, window.state.params
+    size = fit_within(info.width, info.height, window.preview.box)
+    assert size[0] < info.width
+    qtbot.waitUntil(lambda: not window.worker.preparing, timeout=60000)  # the whole clip fits in memory
+    drafts = []
+    window.worker.preview_draft.connect(lambda index, image, params: drafts.append(index))
+    window.state.set_frame(30)
+    wait_stylized(qtbot, window, 30)
+    assert drafts == []  # prepared: shown at once, no draft first
+    engine = create_engine(params)
+    engine.prepare()
+    with VideoReader(sample_clip) as reader:
+        expected = preview_frame(engine, reader, 30, size=size)[0]  # the scrub preview at the view's size
+    engine.close()
+    assert np.array_equal(shown_pixels(window.compare.after_view), expected)
+
+
+def test_a_scrub_while_previews_are_prepared_is_answered(window, qtbot, sample_clip, monkeypatch):
+    shrink_views(qtbot, window, monkeypatch)
+    open_clip(qtbot, window, sample_clip)
+    wait_stylized(qtbot, window, 0)
+    for index in (47, 3, 25):  # each stops the idle work; the work goes on around the new frame after
+        window.state.set_frame(index)
+        wait_stylized(qtbot, window, index)
+    qtbot.waitUntil(lambda: not window.worker.preparing, timeout=60000)
