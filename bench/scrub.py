@@ -3,6 +3,7 @@
     python bench/scrub.py                          # 480p clip, 50 random scrubs; writes bench/results/scrub.json
     python bench/scrub.py --json                   # the same, as one JSON line on stdout (bench/peers.py reads it)
     python bench/scrub.py --clip 1080p             # 1920x1080, 10 s, 24 fps, a keyframe every 10 s (phones, cameras)
+    python bench/scrub.py --clip 1080p --prepared  # scrubs once the app has prepared previews while idle
     python bench/scrub.py --clip 1080p --before /tmp/vdiff-before --rounds 4
         # side by side: another checkout (a `git worktree add` of an older commit) and this one, in alternated
         # processes (A B B A ...), on the same clip; writes bench/results/scrub-1080p.json
@@ -77,8 +78,9 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def measure(clip: Path, scrubs: int, seed: int, skip: set[int] = frozenset()) -> dict:
-    """Scrub `scrubs` random frames of `clip` in a window of the vdiff found first on sys.path."""
+def measure(clip: Path, scrubs: int, seed: int, skip: set[int] = frozenset(), prepared: bool = False) -> dict:
+    """Scrub `scrubs` random frames of `clip` in a window of the vdiff found first on sys.path; with
+    `prepared`, once the app's idle work (previews prepared around the playhead) is over."""
     import random
 
     from PySide6.QtCore import QPoint, Qt, QTimer
@@ -170,6 +172,12 @@ def measure(clip: Path, scrubs: int, seed: int, skip: set[int] = frozenset()) ->
                 raise SystemExit("the scrubbing proxy was not made within 300 s")
             proxy_s = time.perf_counter() - opened
         await spin_until(lambda: False, 2.0)  # let the thumbnails and the first paint settle
+        prepare_s = None
+        if prepared and hasattr(window.worker, "preparing"):  # a user who looked at the frame for a while
+            began = time.perf_counter()
+            if not await spin_until(lambda: not window.worker.preparing, 600.0):
+                raise SystemExit("the previews were not prepared within 600 s")
+            prepare_s = time.perf_counter() - began + 2.0
         order = list(range(frame_count))
         random.Random(seed).shuffle(order)
         latencies, originals, firsts, shown = [], [], [], {frame_count // 2} | set(skip)
@@ -189,6 +197,7 @@ def measure(clip: Path, scrubs: int, seed: int, skip: set[int] = frozenset()) ->
             await spin_until(lambda: False, 0.05)  # a user's pause between moves
         beat[1] = False
         return {"latencies_ms": latencies, "original_ms": originals, "first_look_ms": firsts, "proxy_s": proxy_s,
+                "prepare_s": prepare_s,
                 "max_gap_ms": max(gaps) if gaps else None, "frames_shown": sorted(shown)}
 
     try:
@@ -216,7 +225,7 @@ def one_side(args) -> dict:
     folder = Path(args.clip_dir or tempfile.mkdtemp(prefix="vdiff-scrub-clip-"))
     folder.mkdir(parents=True, exist_ok=True)
     clip = Path(args.clip_path) if args.clip_path else make_named_clip(args.clip, folder)
-    run = measure(clip, args.scrubs, args.seed)
+    run = measure(clip, args.scrubs, args.seed, prepared=args.prepared)
     return {
         "comparison": "3 scrub latency",
         "source": CLIPS[args.clip],
@@ -224,6 +233,8 @@ def one_side(args) -> dict:
         **summary(run["latencies_ms"], run["original_ms"], run["first_look_ms"]),
         "max_event_loop_gap_ms": round(run["max_gap_ms"] or 0, 1),
         "proxy_ready_s": None if run["proxy_s"] is None else round(run["proxy_s"], 1),
+        "scrubbed": "after the idle preparation" if args.prepared else "as soon as the proxy is ready",
+        "prepared_s": None if run.get("prepare_s") is None else round(run["prepare_s"], 1),
         "target": "p50 <= 100 ms, p95 <= 150 ms (1080p)" if args.clip == "1080p" else "p50 <= 150 ms",
         "latencies_ms": [round(v, 1) for v in sorted(run["latencies_ms"])],
     }
@@ -242,6 +253,7 @@ def side_by_side(args) -> dict:
         for side in order:
             command = [sys.executable, str(Path(__file__).resolve()), "--worker", "--root", str(sides[side]),
                        "--clip-path", str(clip), "--scrubs", str(args.scrubs), "--seed", str(args.seed + round_)]
+            command += ["--prepared"] if args.prepared else []
             began = time.perf_counter()
             done = subprocess.run(command, capture_output=True, text=True, cwd=sides[side],
                                   env=dict(os.environ, QT_QPA_PLATFORM="offscreen", PYTHONPATH=str(sides[side])))
@@ -255,7 +267,8 @@ def side_by_side(args) -> dict:
     load.append(os.getloadavg()[0])
     result = {"comparison": "scrub latency, side by side", "source": CLIPS[args.clip], "window": "1280x800",
               "engine": "fast-style style 7", "rounds": args.rounds, "load_avg_start_end": load,
-              "before_checkout": str(sides["before"])}
+              "before_checkout": str(sides["before"]),
+              "scrubbed": "after the idle preparation" if args.prepared else "as soon as the proxy is ready"}
     for side, side_runs in runs.items():
         latencies = [v for run in side_runs for v in run["latencies_ms"]]
         originals = [v for run in side_runs for v in run["original_ms"]]
@@ -263,6 +276,7 @@ def side_by_side(args) -> dict:
         result[side] = {**summary(latencies, originals, firsts),
                         "max_event_loop_gap_ms": round(max(run["max_gap_ms"] or 0 for run in side_runs), 1),
                         "proxy_ready_s": [run["proxy_s"] and round(run["proxy_s"], 1) for run in side_runs],
+                        "prepared_s": [run.get("prepare_s") and round(run["prepare_s"], 1) for run in side_runs],
                         "latencies_ms": [round(v, 1) for v in latencies]}
     result["p50_ratio"] = round(result["before"]["p50_ms"] / result["after"]["p50_ms"], 1)
     result["target"] = "p50 <= 100 ms and p95 <= 150 ms"
@@ -278,13 +292,15 @@ def main() -> int:
     parser.add_argument("--before", metavar="CHECKOUT", help="measure this checkout too, alternating with this one")
     parser.add_argument("--rounds", type=int, default=4, help="alternated processes per side (with --before)")
     parser.add_argument("--json", action="store_true", help="print the result as one JSON line")
+    parser.add_argument("--prepared", action="store_true",
+                        help="scrub once the app has prepared previews around the playhead while idle (its time is reported)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--root", help=argparse.SUPPRESS)
     parser.add_argument("--clip-path", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:  # one side of a side-by-side run: the raw figures as one JSON line
         sys.path.insert(0, str(Path(args.root).resolve()))
-        result = measure(Path(args.clip_path), args.scrubs, args.seed)
+        result = measure(Path(args.clip_path), args.scrubs, args.seed, prepared=args.prepared)
         import vdiff_gui
 
         result["code"] = str(Path(vdiff_gui.__file__).resolve().parent.parent)  # which checkout was measured
@@ -294,10 +310,11 @@ def main() -> int:
     if args.before:
         args.scrubs = args.scrubs if args.scrubs != 50 else 12
         result = side_by_side(args)
-        out = ROOT / "bench" / "results" / f"scrub-{args.clip}.json"
+        out = ROOT / "bench" / "results" / f"scrub-{args.clip}{'-prepared' if args.prepared else ''}.json"
     else:
         result = one_side(args)
-        out = ROOT / "bench" / "results" / ("scrub.json" if args.clip == "480p" else f"scrub-{args.clip}.json")
+        name = "scrub" if args.clip == "480p" else f"scrub-{args.clip}"
+        out = ROOT / "bench" / "results" / f"{name}{'-prepared' if args.prepared else ''}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
     if args.json:
