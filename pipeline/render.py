@@ -32,6 +32,7 @@ from pipeline.errors import BadInputError, CancelledError, OutOfMemoryError, Vdi
 from pipeline.events import Cancelled, CancelToken, Event, Failed, Finished, FrameReady, Started, Step
 from pipeline.keyframes.plan import plan_keyframes, uses_keyframes
 from pipeline.request import RenderRequest
+from pipeline.temporal import flow as temporal_flow
 from pipeline.temporal.stabilizer import Stabilizer, flow_source, is_stateful, motion, propagates_flow
 from pipeline.video import VideoInfo, VideoReader, VideoWriter, probe, verify_output
 from pipeline.video.probe import check_renderable
@@ -77,6 +78,8 @@ def cache_description(engine: Engine, start: int = 0) -> dict:
         description.update(identity())
     if is_stateful(engine.params) or uses_keyframes(engine.params):  # keyframes: the plan starts at `start`
         description["history_from"] = start
+        if temporal_flow.FLOW_MAX_SIDE != temporal_flow.DEFAULT_FLOW_SIDE:  # VDIFF_FLOW_SIDE: other carried pixels
+            description["flow_side"] = temporal_flow.FLOW_MAX_SIDE
     return description
 
 

@@ -270,3 +270,19 @@ def test_threads_asking_for_a_clips_first_scan_at_once_share_one(cut_clip, monke
     for thread in threads:
         thread.join()
     assert len({id(scan) for scan in got}) == 1  # else a preview extends its own scan from the start each time
+
+
+def test_a_flow_size_override_renders_into_its_own_cache_entry(cut_clip, monkeypatch):
+    """VDIFF_FLOW_SIDE changes the carried pixels: its frames must not be served to a default render."""
+    from pipeline.temporal import flow
+
+    info = probe(cut_clip)
+    default = render_key(info, cache_description(create_engine(FAST), 0))
+    monkeypatch.setattr(flow, "FLOW_MAX_SIDE", 32)
+    small = render_key(info, cache_description(create_engine(FAST), 0))
+    per_frame = StyleParams(style="3", max_side=96, keyframe_interval=1, temporal_flow=False)
+    monkeypatch.setattr(flow, "FLOW_MAX_SIDE", flow.DEFAULT_FLOW_SIDE)
+    plain = render_key(info, cache_description(create_engine(per_frame), 0))
+    monkeypatch.setattr(flow, "FLOW_MAX_SIDE", 32)
+    assert small != default
+    assert render_key(info, cache_description(create_engine(per_frame), 0)) == plain  # no flow: same frames

@@ -19,7 +19,10 @@ import numpy as np
 DIS_PRESET = cv2.DISOPTICAL_FLOW_PRESET_MEDIUM
 
 
-def _flow_side_setting(default: int = 480) -> int:
+DEFAULT_FLOW_SIDE = 480
+
+
+def _flow_side_setting(default: int = DEFAULT_FLOW_SIDE) -> int:
     text = os.environ.get("VDIFF_FLOW_SIDE", "").strip()
     return int(text) if text.isdigit() else default
 
