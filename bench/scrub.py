@@ -229,7 +229,7 @@ def one_side(args) -> dict:
     return {
         "comparison": "3 scrub latency",
         "source": CLIPS[args.clip],
-        "engine": "fast-style style 7, previews at the view's size, temporal flow as by default (previews are per-frame)",
+        "engine": "fast-style style 7, previews at the view's size, keyframes as by default (an in-between is carried from its two keyframes)",
         **summary(run["latencies_ms"], run["original_ms"], run["first_look_ms"]),
         "max_event_loop_gap_ms": round(run["max_gap_ms"] or 0, 1),
         "proxy_ready_s": None if run["proxy_s"] is None else round(run["proxy_s"], 1),
