@@ -135,3 +135,19 @@ def test_a_cancel_tokens_callbacks_run_once_and_can_be_forgotten():
     token.cancel()
     token.when_cancelled(lambda: calls.append("late"))  # already cancelled: at once
     assert calls == ["a", "late"]
+
+
+def test_opening_another_clip_drops_the_first_clips_prepared_frames(engine, clip, store, tmp_path):
+    other = make_footage_clip(tmp_path / "other.mp4", frames=8, width=128, height=72, audio=False)
+    with VideoReader(clip) as reader:
+        assert prepare_previews(engine, reader, 0, size=SIZE)
+    assert store.nbytes > 0
+    restyled = create_engine(StyleParams(style="5", max_side=96, keyframe_interval=4))
+    restyled.prepare()
+    with VideoReader(clip) as reader:
+        assert prepare_previews(restyled, reader, 0, size=SIZE)
+    assert {key[0][0].style for key in store.items} == {"3", "5"}  # another style of the same clip: both kept
+    with VideoReader(other) as reader:
+        assert prepare_previews(engine, reader, 0, size=SIZE)
+    assert {key[0][1] for key in store.items} == {str(other)}
+    assert store.nbytes == sum(kept.nbytes for kept in store.items.values())

@@ -51,7 +51,12 @@ class PreviewFrames:
         self._lock = threading.Lock()
 
     def use(self, setting: tuple, playhead: int) -> None:
+        """The setting previews are made for now, and its playhead. Another clip's frames are dropped (the
+        app shows one clip at a time); another style's of this clip stay until room is needed (switching back)."""
         with self._lock:
+            if self.setting is not None and setting[1] != self.setting[1]:
+                for key in [key for key in self.items if key[0][1] != setting[1]]:
+                    self.nbytes -= self.items.pop(key).nbytes
             self.setting, self.playhead = setting, playhead
 
     def get(self, setting: tuple, kind: str, index: int):
