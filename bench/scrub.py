@@ -167,7 +167,7 @@ def measure(clip: Path, scrubs: int, seed: int, skip: set[int] = frozenset(), pr
         preview = window.preview
         makes_proxies = hasattr(preview, "proxy") and hasattr(window, "proxies")
         proxy_s = None
-        if makes_proxies and window.proxies.enabled:
+        if makes_proxies and window.proxies.enabled and _needs_proxy(window.state.info):
             if not await spin_until(lambda: preview.proxy is not None, 300.0):
                 raise SystemExit("the scrubbing proxy was not made within 300 s")
             proxy_s = time.perf_counter() - opened
@@ -207,6 +207,15 @@ def measure(clip: Path, scrubs: int, seed: int, skip: set[int] = frozenset(), pr
         window.shutdown()
         loop.close()  # shuts down the app's blocking-task threads (qasync's default executor)
     return result
+
+
+def _needs_proxy(info) -> bool:
+    """A clip larger than the proxy's box gets one; a smaller one is scrubbed from the original."""
+    try:
+        from pipeline.video.proxy import proxy_size
+    except ImportError:  # a checkout from before proxies
+        return False
+    return proxy_size(info) is not None
 
 
 def summary(latencies: list[float], originals: list[float], firsts: list[float] | None = None) -> dict:
