@@ -149,5 +149,19 @@ def test_opening_another_clip_drops_the_first_clips_prepared_frames(engine, clip
     assert {key[0][0].style for key in store.items} == {"3", "5"}  # another style of the same clip: both kept
     with VideoReader(other) as reader:
         assert prepare_previews(engine, reader, 0, size=SIZE)
-    assert {key[0][1] for key in store.items} == {str(other)}
+    assert {key[0][1][0] for key in store.items} == {str(other)}
     assert store.nbytes == sum(kept.nbytes for kept in store.items.values())
+
+
+def test_a_clip_rewritten_in_place_is_not_served_its_old_prepared_frames(engine, tmp_path, store):
+    import shutil
+
+    path = tmp_path / "clip.mp4"
+    make_footage_clip(path, frames=8, width=128, height=72, audio=False, scene="astronaut")
+    with VideoReader(path) as reader:
+        assert prepare_previews(engine, reader, 2, size=SIZE)
+        assert preview_ready(engine, reader.info, 0, 0, SIZE)
+    rewritten = make_footage_clip(tmp_path / "new.mp4", frames=8, width=128, height=72, audio=False, scene="coffee")
+    shutil.move(rewritten, path)
+    with VideoReader(path) as reader:
+        assert not preview_ready(engine, reader.info, 0, 0, SIZE)

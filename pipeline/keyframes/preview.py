@@ -13,6 +13,7 @@ A scrub onto a prepared frame shows it at once; one between prepared keyframes c
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass
 
@@ -146,7 +147,13 @@ def prepare_near(engine: Engine, reader, playhead: int, cancel: CancelToken | No
 
 
 def _setting(engine: Engine, path, start: int, size) -> tuple:
-    return (engine.params, str(path), start, size)
+    """What prepared frames depend on; the file's size and time: a clip rewritten in place is another clip."""
+    try:
+        st = os.stat(path)
+        clip = (str(path), st.st_size, st.st_mtime_ns)
+    except OSError:
+        clip = (str(path), None, None)
+    return (engine.params, clip, start, size)
 
 
 def _reach_order(plan: KeyframePlan, playhead: int, start: int, frame_count: int):
