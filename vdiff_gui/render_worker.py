@@ -353,7 +353,7 @@ class RenderWorker(QThread):
     def _preview_reader(self, request: PreviewRequest, box: tuple[int, int] | None = None) -> VideoReader:
         """The proxy's reader when the proxy is sharp enough for the view (or `box`), else the source's."""
         proxy = request.proxy
-        if proxy is None or not proxy_fits(proxy[1], request.info, box or request.box):
+        if not _proxy_serves(request, box):
             return self._reader_of(request.info)
         if self._proxy_reader is None or self._proxy_reader[0] != proxy[0]:
             if self._proxy_reader is not None:
@@ -535,11 +535,16 @@ class RenderWorker(QThread):
         self.preview_ready.emit(preview.index, image, True, preview.params)
 
 
+def _proxy_serves(request: PreviewRequest, box: tuple[int, int] | None = None) -> bool:
+    """The request's scrubbing proxy is there and sharp enough for the view (or `box`)."""
+    proxy = request.proxy
+    return proxy is not None and proxy_fits(proxy[1], request.info, box or request.box)
+
+
 def _reads_cheaply(request: PreviewRequest) -> bool:
     """Frames of the request's clip read out of order in milliseconds: from its scrubbing proxy, or a source
     small enough to need none. A long-GOP original costs up to a second a seek: no idle work on it."""
-    proxy = request.proxy
-    return (proxy is not None and proxy_fits(proxy[1], request.info, request.box)) or proxy_size(request.info) is None
+    return _proxy_serves(request) or proxy_size(request.info) is None
 
 
 def _rate(times: deque) -> float:
