@@ -30,6 +30,7 @@ from pipeline.engines.base import resize_to
 from pipeline.editing.region import RegionEdit, has_region
 from pipeline.errors import BadInputError, CancelledError, OutOfMemoryError, VdiffError
 from pipeline.events import Cancelled, CancelToken, Event, Failed, Finished, FrameReady, Started, Step
+from pipeline.keyframes import synth
 from pipeline.keyframes.plan import plan_keyframes, uses_keyframes
 from pipeline.request import RenderRequest
 from pipeline.temporal import flow as temporal_flow
@@ -80,6 +81,8 @@ def cache_description(engine: Engine, start: int = 0) -> dict:
         description["history_from"] = start
         if temporal_flow.FLOW_MAX_SIDE != temporal_flow.DEFAULT_FLOW_SIDE:  # VDIFF_FLOW_SIDE: other carried pixels
             description["flow_side"] = temporal_flow.FLOW_MAX_SIDE
+    if uses_keyframes(engine.params):  # a cache filled by an older in-between is not mixed with this one's
+        description["inbetween"] = synth.SYNTHESIS_VERSION
     return description
 
 

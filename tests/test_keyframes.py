@@ -94,6 +94,30 @@ def test_an_inbetween_is_the_warp_and_blend_of_its_keyframes_on_a_known_translat
         assert error.mean() < 1.5 and np.percentile(error, 99) < 8, (t, error.mean(), np.percentile(error, 99))
 
 
+def test_what_a_moving_object_uncovers_comes_from_the_keyframe_that_sees_it():
+    """A bright object slides 8 px a frame over a still background. Frame 2 shows background where
+    keyframe 0 still had the object: there the in-between must carry keyframe 4's background, not a ghost
+    of the object (the source match, not a forward-backward test, finds it)."""
+    background = _texture(96, 160, 1)
+    thing = np.clip(_texture(40, 32, 5).astype(int) + 90, 0, 255).astype(np.uint8)
+
+    def frame(t):
+        image = background.copy()
+        image[28:68, 30 + 8 * t: 62 + 8 * t] = thing
+        return image
+
+    def style(image):  # a deterministic look: the keyframes' style of a pixel depends on that pixel only
+        return (255 - image).astype(np.uint8)
+
+    before, after = Keyframe(0, frame(0), style(frame(0))), Keyframe(4, frame(4), style(frame(4)))
+    out = synthesize(2, frame(2), before, after).astype(np.float32)
+    error = np.abs(out - style(frame(2)))
+    uncovered = error[32:64, 32:44]  # background at frame 2 and 4, the object at frame 0
+    ghost = np.abs(style(thing)[4:36, :12].astype(np.float32) - style(frame(2))[32:64, 32:44]).mean()
+    assert uncovered.mean() < 0.15 * ghost, (uncovered.mean(), ghost)
+    assert error[:, 100:].mean() < 3  # the still background stays where it is
+
+
 def test_an_inbetween_made_in_strips_is_the_whole_frame_pass(monkeypatch):
     """The float steps run on strips of rows with a halo of context: the result is exactly one pass over
     the whole frame (here with holes filled by a local engine, so the fill's regions cross strips too)."""
@@ -106,10 +130,11 @@ def test_an_inbetween_made_in_strips_is_the_whole_frame_pass(monkeypatch):
     now = shift(source2, 4)
     now[40:90, 60:120] = 255 - now[40:90, 60:120]  # something neither keyframe shows: a region to fill
     fill = lambda crop: (255 - crop).astype(np.uint8)  # noqa: E731  (a local look: exact on a crop)
-    monkeypatch.setattr(synth, "STRIP_ROWS", 10**6)
+    monkeypatch.setattr(synth, "STRIP_PIXELS", 10**9)
     whole = synth.synthesize(2, now, before, after, fill)
     assert not np.array_equal(whole, synth.synthesize(2, now, before, after, None))  # the fill is in it
-    monkeypatch.setattr(synth, "STRIP_ROWS", 17)
+    monkeypatch.setattr(synth, "STRIP_PIXELS", 17 * 210)
+    assert len(synth.strips(150, 210)) == 9
     assert np.array_equal(synth.synthesize(2, now, before, after, fill), whole)
 
 
@@ -286,3 +311,17 @@ def test_a_flow_size_override_renders_into_its_own_cache_entry(cut_clip, monkeyp
     monkeypatch.setattr(flow, "FLOW_MAX_SIDE", 32)
     assert small != default
     assert render_key(info, cache_description(create_engine(per_frame), 0)) == plain  # no flow: same frames
+
+
+def test_a_cache_filled_by_another_inbetween_version_is_not_reused(cut_clip, monkeypatch):
+    """The in-between algorithm is part of a keyframe render's key: a cache from an older version (its
+    carried frames differ) is not mixed into a resumed render; per-frame renders keep their key."""
+    from pipeline.keyframes import synth
+
+    info = probe(cut_clip)
+    per_frame = StyleParams(style="3", max_side=96, keyframe_interval=1, temporal_flow=False)
+    now = render_key(info, cache_description(create_engine(FAST), 0))
+    plain = render_key(info, cache_description(create_engine(per_frame), 0))
+    monkeypatch.setattr(synth, "SYNTHESIS_VERSION", synth.SYNTHESIS_VERSION - 1)
+    assert render_key(info, cache_description(create_engine(FAST), 0)) != now
+    assert render_key(info, cache_description(create_engine(per_frame), 0)) == plain

@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 
 from pipeline.request import StyleParams, keyframe_interval, keyframe_settings  # noqa: F401 (re-exported)
-from pipeline.temporal.flow import flow_pair, occlusion_mask, warp
+from pipeline.temporal.flow import compute_flow, flow_pair, occlusion_mask, warp
 
 SCAN_WIDTH = 160  # px; cut and motion measures need only a thumbnail
 CUT_HISTOGRAM = 0.45  # Bhattacharyya distance of HSV histograms above which a frame is a cut
@@ -222,7 +222,7 @@ def is_cut(previous: tuple[np.ndarray, np.ndarray], current: tuple[np.ndarray, n
 
 def residual(a: np.ndarray, b: np.ndarray) -> float:
     """Mean absolute grey difference (0-1) between b and a brought into b's place along the flow."""
-    flow, _ = flow_pair(b, a)
+    flow = compute_flow(b, a)
     grey = lambda x: cv2.cvtColor(x, cv2.COLOR_RGB2GRAY).astype(np.float32)  # noqa: E731
     return float(np.abs(grey(warp(a, flow)) - grey(b)).mean() / 255.0)
 

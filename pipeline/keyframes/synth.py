@@ -8,9 +8,13 @@ For frame t between keyframes a < t < b (all images at the output size):
    place, W_k = warp(S_k, F_t->k) (forward from the previous keyframe, backward from the next). The
    flow is computed at the render's flow size (longer side FLOW_MAX_SIDE) and brought up, as the
    per-frame consistency's is; the warp itself is at the output size, bicubic.
-2. Confidence c_k: 1 where the pixel is visible in k (the forward-backward / motion-boundary test of
-   pipeline.temporal.flow) times exp(-mean_rgb(warp(I_k) - I_t)^2 / 0.1^2) (the warped source must
-   match the source), Gaussian-smoothed: the stabilizer's blend weight (`motion`), at the flow size.
+2. Confidence c_k: exp(-mean_rgb(warp(I_k) - I_t)^2 / 0.1^2) (the warped source must match the
+   source: `source_agreement`), Gaussian-smoothed, at the flow size. Unlike the per-frame stabilizer's
+   weight, no forward-backward occlusion test: a pixel k does not see brings the wrong source pixels
+   and fails the match anyway, and the test also distrusts every motion boundary. Without it an
+   in-between needs two flows instead of four, and it is steadier: on 96 frames of 854x480 footage
+   (a style image) warp error 0.00257 against 0.00285, fidelity 0.763 against 0.761; on the keyframe
+   bench 0.00038 against 0.00041, in-between sharpness 0.90 against 0.89 of the keyframes'.
 3. Blend: w_a = (b - t) / (b - a) * c_a, w_b = (t - a) / (b - a) * c_b; O = (w_a W_a + w_b W_b) / (w_a + w_b).
 4. Contrast: averaging two textures that differ (the engine's keyframes are not identical) lowers the
    local contrast, which reads as smearing; the detail (image minus a Gaussian blur) of O is scaled
@@ -36,19 +40,22 @@ import numpy as np
 from pipeline.errors import CancelledError
 from pipeline.events import CancelToken
 from pipeline.profile import stage
-from pipeline.temporal.flow import upsample_flow, warp
-from pipeline.temporal.stabilizer import flow_source, motion
+from pipeline.temporal.flow import compute_flow, upsample_flow, warp
+from pipeline.temporal.stabilizer import flow_source, source_agreement
 
+SYNTHESIS_VERSION = 2  # part of a keyframe render's cache key: 2, confidence without the occlusion test
 HOLE = 0.15  # summed blend weight below which neither keyframe is trusted
 FILL_MIN = 0.002  # hole fraction of the frame from which the engine is run on the region
 FILL_DENSITY = 0.25  # share of its box a cluster of holes must cover to be filled (an outline covers less)
 FILL_MARGIN = 16  # px around the holes' bounding box: the engine needs context at the region's edge
 DETAIL_SIGMA = 2.0  # px; what "detail" means for the contrast restoration
 MAX_GAIN = 1.6
-STRIP_ROWS = 96  # the float steps run on strips of rows (a 1080p frame's floats alone are 25 MB an array)
+# the float steps run on strips of rows of about this many pixels (a 1080p frame's floats alone are 25 MB an
+# array); a 480p frame takes two strips, a 1080p frame seven (each strip's halo is work done twice)
+STRIP_PIXELS = 1920 * 160
 # rows of context a strip's blurs need on each side: the detail blur (radius 4 sigma = 8) feeds the energy
 # blur (4 x 2 sigma = 16), so rows nearer the strip's edge than 24 would differ from a whole-frame pass
-STRIP_HALO = 32
+STRIP_HALO = 24
 
 
 @dataclass(frozen=True)
@@ -70,11 +77,18 @@ def warp_sharp(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
 def carry(key: Keyframe, source: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The keyframe's stylized frame warped into `source`'s place, and the HxW float32 confidence."""
     h, w = source.shape[:2]
-    moved = motion(flow_source(key.source, (w, h)), flow_source(source, (w, h)), 1.0)  # at the flow size
-    confidence = moved.weight
+    flow, confidence = carry_flow(flow_source(key.source, (w, h)), flow_source(source, (w, h)))  # the flow size
     if confidence.shape != (h, w):
         confidence = cv2.resize(confidence, (w, h), interpolation=cv2.INTER_LINEAR)
-    return warp_sharp(key.image, upsample_flow(moved.to_previous, (w, h))), confidence
+    return warp_sharp(key.image, upsample_flow(flow, (w, h))), confidence
+
+
+@stage("flow")
+def carry_flow(key_source: np.ndarray, source: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The flow from `source` to `key_source` (one size) and the HxW float32 confidence in it: how well the
+    keyframe's source brought along it matches, smoothed (the module's step 2)."""
+    flow = compute_flow(source, key_source)
+    return flow, cv2.GaussianBlur(source_agreement(key_source, source, flow), (5, 5), 0)
 
 
 @stage("in-between")  # its flows count in "flow", a fill's engine call in "engine"
@@ -101,25 +115,35 @@ def synthesize(index: int, source: np.ndarray, before: Keyframe, after: Keyframe
     if fill is not None and float((seen < 0.5).mean()) >= FILL_MIN:
         regions = _fill_regions(source, seen < 0.5, fill)
     out = np.empty_like(warped_a)
-    height = out.shape[0]
-    for y0 in range(0, height, STRIP_ROWS):  # the float work a strip at a time: memory flat in the frame size
+    height, width = out.shape[:2]
+    for y0, y1 in strips(height, width):  # the float work a strip at a time: memory flat in the frame size
         check()
-        y1 = min(height, y0 + STRIP_ROWS)
         lo, hi = max(0, y0 - STRIP_HALO), min(height, y1 + STRIP_HALO)
         rows = slice(lo, hi)
-        strip = _blend(warped_a[rows], warped_b[rows], share_a[rows], seen[rows], near_a, restore,
-                       [(x0, r0 - lo, x1, r1 - lo, pixels) for x0, r0, x1, r1, pixels in regions if r0 < hi and r1 > lo])
-        out[y0:y1] = strip[y0 - lo:y1 - lo]
+        out[y0:y1] = _blend(warped_a[rows], warped_b[rows], share_a[rows], seen[rows], near_a, restore,
+                            [(x0, r0 - y0, x1, r1 - y0, pixels) for x0, r0, x1, r1, pixels in regions
+                             if r0 < y1 and r1 > y0], (y0 - lo, y1 - lo))
     return out
 
 
-def _blend(warped_a, warped_b, share_a, seen, near_a: float, restore: bool, regions) -> np.ndarray:
-    """Steps 3-5 of the module on rows of the frame (`regions` in the rows' coordinates); uint8 out."""
+def strips(height: int, width: int) -> list[tuple[int, int]]:
+    """(first row, end row) of the strips a frame's float steps run on: equal, about STRIP_PIXELS each."""
+    count = max(1, -(-height * width // STRIP_PIXELS))
+    rows = -(-height // count)
+    return [(y0, min(height, y0 + rows)) for y0 in range(0, height, rows)]
+
+
+def _blend(warped_a, warped_b, share_a, seen, near_a: float, restore: bool, regions,
+           core: tuple[int, int]) -> np.ndarray:
+    """Steps 3-5 of the module on rows of the frame (a halo of context around the `core` rows it returns;
+    `regions` in the core's coordinates); uint8 out."""
     # OpenCV's element-wise operations throughout: numpy's broadcasts over HxWx3 floats cost as much as the flow
     a, b = warped_a.astype(np.float32), warped_b.astype(np.float32)
     blended = cv2.blendLinear(a, b, share_a, 1.0 - share_a)
     if restore:
         blended = restore_contrast(blended, a, b, share_a)
+    rows = slice(*core)  # only the blurs needed the halo
+    blended, a, b, seen = blended[rows], a[rows], b[rows], seen[rows]
     plain = cv2.addWeighted(a, near_a, b, 1.0 - near_a, 0.0)
     for x0, y0, x1, y1, pixels in regions:  # the engine's output where neither keyframe sees
         top, bottom = max(0, y0), min(plain.shape[0], y1)

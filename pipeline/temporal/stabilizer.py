@@ -165,13 +165,18 @@ def motion(previous_source, source, strength: float) -> Motion:
     between them and the weight to blend the warped previous output with, at that size."""
     flow, back = flow_pair(source, previous_source)
     visible = ~occlusion_mask(flow, back)
+    weight = cv2.GaussianBlur(visible.astype(np.float32) * source_agreement(previous_source, source, flow),
+                              (5, 5), 0) * np.float32(strength)
+    return Motion(flow, back, weight)
+
+
+def source_agreement(previous_source, source, flow) -> np.ndarray:
+    """HxW float32 in (0, 1]: how well `previous_source` brought along `flow` matches `source`; where the
+    flow brings the wrong source pixels (lighting, blur, flow errors, occlusions), trust it less."""
     warped_source = warp(previous_source, flow).astype(np.float32)
-    # where the flow brings the wrong source pixels (lighting, blur, flow errors), trust it less
     error = ((warped_source - source.astype(np.float32)) * (1.0 / 255.0)) ** 2
     mean_error = (error[:, :, 0] + error[:, :, 1] + error[:, :, 2]) / np.float32(3)  # = error.mean(axis=2), faster
-    agreement = np.exp(-mean_error / SOURCE_TOLERANCE**2)
-    weight = cv2.GaussianBlur(visible.astype(np.float32) * agreement, (5, 5), 0) * np.float32(strength)
-    return Motion(flow, back, weight)
+    return np.exp(-mean_error / SOURCE_TOLERANCE**2)
 
 
 def propagated_strength(params: StyleParams) -> float:
