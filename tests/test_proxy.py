@@ -56,20 +56,3 @@ def test_a_cancelled_proxy_leaves_nothing(long_gop_clip):
     with pytest.raises(CancelledError):
         make_proxy(probe(long_gop_clip), BOX, cancel=token, on_progress=progress)
     assert not proxy_dir().exists() or list(proxy_dir().iterdir()) == []
-
-
-def test_a_small_clip_gets_a_proxy_at_its_own_size_only_when_its_keyframes_are_far_apart(
-        long_gop_clip, tmp_path, monkeypatch):
-    """The probe counts the seek points; a clip that fits the box but decodes many pixels per seek (here
-    with the threshold lowered to this tiny clip's scale) gets an all-intra copy of its own size."""
-    from pipeline.video import proxy
-
-    far, near = probe(long_gop_clip), probe(make_footage_clip(tmp_path / "near.mp4", frames=24, width=192,
-                                                              height=108, gop=2, audio=False))
-    assert (far.keyframes, far.keyframe_spacing) == (1, 24.0) and near.keyframes == 12
-    assert proxy_size(far) is None  # 12 frames of 192x108 a seek: cheap
-    monkeypatch.setattr(proxy, "SEEK_PIXELS", 100_000)  # 12 x 192 x 108 = 248,832 above it, 1 x ... below
-    assert proxy_size(near) is None
-    assert proxy_size(far) == (192, 108)
-    made = probe(make_proxy(far))
-    assert (made.width, made.height, made.frame_count, made.keyframes) == (192, 108, 24, 24)

@@ -3,9 +3,7 @@
 A phone's or camera's H.264 puts a keyframe every few seconds, so showing frame i of the source means
 decoding from the keyframe before it (up to ~1 s at 1080p with a 10-s interval), at full size. The
 proxy has every frame as a keyframe at a size that fits a preview box (960x540 by default), so any
-frame is one small decode (a few ms). A source that already fits the box gets one at its own size
-when its keyframes are far apart (SEEK_PIXELS), and none when it seeks cheaply. Frame i of the
-proxy is frame i of the source, upright, 8-bit.
+frame is one small decode (a few ms). Frame i of the proxy is frame i of the source, upright, 8-bit.
 
 Proxies live in the user cache folder (`<cache>/vdiff/proxies`), one file per source identity (the
 frame cache's `source_identity`) and proxy size, written to a temporary file and renamed once complete
@@ -37,10 +35,6 @@ PROXY_BOX = (960, 540)  # (width, height) a proxy's frame fits in
 PROXY_VERSION = 1  # bump when the proxy's format changes: older proxies are then ignored
 # every frame a keyframe; fastdecode drops CABAC and the deblocking filter, which cost decode time
 ENCODER_OPTIONS = {"g": "1", "crf": "23", "preset": "ultrafast", "tune": "fastdecode"}
-# a source that fits the box gets a proxy too when an average seek in it decodes more pixels than this
-# (half its keyframe spacing times the frame): 854x480 with a keyframe every 48 frames decodes 9.8 Mpx
-# (bench/scrub.py's 480p clip: its original showed at p50 112 ms, its proxy at 39 ms), every 12 frames 2.5
-SEEK_PIXELS = 4_000_000
 MAX_PROXY_BYTES = 4 * 1024**3  # least recently used proxies are deleted beyond this
 
 
@@ -49,13 +43,10 @@ def proxy_dir() -> Path:
 
 
 def proxy_size(info: VideoInfo, box: tuple[int, int] = PROXY_BOX) -> tuple[int, int] | None:
-    """The proxy's (width, height) for this source, even-sided; None when the source already fits the box
-    and seeks in it cheaply."""
+    """The proxy's (width, height) for this source, even-sided; None when the source already fits the box."""
     scale = min(box[0] / info.width, box[1] / info.height)
     if scale >= 1.0:
-        if info.keyframe_spacing / 2 * info.width * info.height < SEEK_PIXELS:
-            return None
-        scale = 1.0  # small, but with far-apart keyframes: an all-intra copy at its own size
+        return None
     return max(2, round(info.width * scale / 2) * 2), max(2, round(info.height * scale / 2) * 2)
 
 
