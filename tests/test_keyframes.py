@@ -297,6 +297,21 @@ def test_threads_asking_for_a_clips_first_scan_at_once_share_one(cut_clip, monke
     assert len({id(scan) for scan in got}) == 1  # else a preview extends its own scan from the start each time
 
 
+def test_a_scan_another_thread_extended_meanwhile_reads_nothing_more(cut_clip):
+    """Two threads extend one scan: the second saw no frame count yet, the first has measured the frames
+    by the time the second has opened the clip (the self-test's render failed so, one run in two, with
+    "range 10..10 is outside the clip")."""
+    from pipeline.keyframes.plan import ClipScan
+
+    for upto in (10, 10**6):  # inside the clip, and past its end (clamped to the frame count)
+        scan = ClipScan(cut_clip, 0)
+        scan.extend(upto)
+        scanned = scan.scanned
+        scan.frame_count = None  # what the second thread saw before the first had opened the clip
+        scan.extend(upto)
+        assert scan.scanned == scanned == min(upto, 28)
+
+
 def test_a_flow_size_override_renders_into_its_own_cache_entry(cut_clip, monkeypatch):
     """VDIFF_FLOW_SIDE changes the carried pixels: its frames must not be served to a default render."""
     from pipeline.temporal import flow

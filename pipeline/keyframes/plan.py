@@ -117,6 +117,8 @@ class ClipScan:
         with VideoReader(self.path) as reader:  # it probes the clip: the frame count comes with it
             self.frame_count = reader.info.frame_count
             upto = min(upto, self.frame_count)
+            if self.scanned >= upto:  # another thread measured these frames while the clip was opened
+                return
             for index, frame in reader.iter_frames(self.scanned, upto):
                 if cancel is not None and cancel.cancelled:
                     raise CancelledError()
