@@ -165,12 +165,8 @@ class RenderWorker(QThread):
                        box: tuple[int, int] | None = None, proxy: tuple[Path, int] | None = None) -> None:
         """Idle work from now (until any other request): prepare previews around frame `index` with these
         settings (e.g. once the scrubbing proxy is ready, which makes reading frames out of order cheap)."""
-        request = PreviewRequest(info, params, index, start, box, proxy)
         with self._cond:
-            if self._preview is None and self._render is None and not self._stopping and self._may_prepare(request):
-                self._stop_ahead()
-                self._ahead = request
-                self._cond.notify_all()
+            self._prepare_if_idle(PreviewRequest(info, params, index, start, box, proxy))
 
     def submit_render(self, request: RenderRequest) -> None:
         """Queue a render (with request.output set: an export). Runs before any pending preview."""
@@ -226,8 +222,13 @@ class RenderWorker(QThread):
             return self.wait(timeout_ms) if timeout_ms is not None else self.wait()
         return True
 
-    def _may_prepare(self, request: PreviewRequest) -> bool:
-        return self.idle_previews and _reads_cheaply(request)
+    def _prepare_if_idle(self, request: PreviewRequest) -> None:
+        """(holding the lock) Idle work around `request`'s frame, unless another request waits."""
+        if (self._preview is None and self._render is None and not self._stopping and self.idle_previews
+                and _reads_cheaply(request)):
+            self._stop_ahead()
+            self._ahead = request
+            self._cond.notify_all()
 
     def _stop_ahead(self) -> None:
         """(holding the lock) Stop the idle preparing: a request has come."""
@@ -389,8 +390,7 @@ class RenderWorker(QThread):
         else:
             self.preview_ready.emit(request.index, image, from_cache, request.params)
             with self._cond:
-                if self._preview is None and self._render is None and not self._stopping and self._may_prepare(request):
-                    self._ahead = request  # idle from now: prepare the frames around this one
+                self._prepare_if_idle(request)  # idle from now: prepare the frames around this one
 
     def _prepare_ahead(self, request: PreviewRequest, token: CancelToken) -> None:
         """One step of idle work: one more preview frame near `request`'s; none left ends it."""
