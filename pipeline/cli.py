@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -191,6 +193,15 @@ def build_parser() -> argparse.ArgumentParser:
     probe = sub.add_parser("probe", help="print a clip's facts as JSON")
     probe.add_argument("input", metavar="INPUT")
 
+    proxy = sub.add_parser("proxy", help="make a clip's scrubbing proxy ahead of time (the small all-intra copy the "
+                           "app scrubs and plays; the app makes it itself when a clip opens)")
+    proxy.add_argument("input", metavar="INPUT")
+    proxy.add_argument("--box", type=_box, default="960x540", metavar="WxH",
+                       help="the proxy's frames fit in this size (default: 960x540, the app's)")
+    proxy.add_argument("--report", action="store_true",
+                       help="for the app: print 'DONE TOTAL' lines on stdout, and stop (deleting the partial proxy) "
+                       "when stdin closes")
+
     sub.add_parser("info", help="versions, devices and engines available")
 
     cache = sub.add_parser("cache", help="show or clear the frame cache")
@@ -217,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         "preview": _cmd_preview,
         "metrics": _cmd_metrics,
         "probe": _cmd_probe,
+        "proxy": _cmd_proxy,
         "info": _cmd_info,
         "cache": _cmd_cache,
         "gui": _cmd_gui,
@@ -515,6 +527,54 @@ def _cmd_probe(args) -> int:
     from pipeline.video import probe
 
     print(json.dumps(probe(args.input).to_json(), indent=2))
+    return EXIT_OK
+
+
+def _box(text: str) -> tuple[int, int]:
+    try:
+        width, height = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not WIDTHxHEIGHT, e.g. 960x540") from None
+    if width < 2 or height < 2:
+        raise argparse.ArgumentTypeError(f"{text!r}: both sides must be at least 2")
+    return width, height
+
+
+def _cancel_when_stdin_closes(token) -> None:
+    try:
+        while os.read(0, 4096):  # the raw descriptor: sys.stdin's lock would abort the exit of this process
+            pass
+    except OSError:
+        pass
+    token.cancel()
+
+
+def _cmd_proxy(args) -> int:
+    from pipeline.errors import CancelledError
+    from pipeline.events import CancelToken
+    from pipeline.video import probe
+    from pipeline.video.proxy import make_proxy
+
+    info = probe(args.input)
+    token = CancelToken()
+    if args.report:  # the app closes our stdin to stop us, and so does its exit
+        threading.Thread(target=_cancel_when_stdin_closes, args=(token,), daemon=True).start()
+        step = max(1, info.frame_count // 50)  # about every 2%: the app's label needs no more
+
+        def report(done: int, total: int) -> None:
+            if done % step == 0 or done == total:
+                print(done, total, flush=True)
+    else:
+        report = None
+    try:
+        path = make_proxy(info, args.box, cancel=token, on_progress=report)
+    except CancelledError:
+        return EXIT_INTERRUPTED
+    except KeyboardInterrupt:
+        print("\nvdiff: interrupted; no partial proxy is left", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if not args.report:
+        print(path if path is not None else f"{info.path.name} fits {args.box[0]}x{args.box[1]}: it needs no proxy")
     return EXIT_OK
 
 

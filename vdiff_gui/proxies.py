@@ -2,9 +2,13 @@
 (pipeline.keyframes.plan.scan_clip: a preview's plan then costs nothing) and makes its scrubbing proxy
 (pipeline.video.proxy).
 
-One thread per clip, at a lower CPU priority than the rest of the app so that previews and renders
-keep the cores; opening another clip (or closing the window) cancels it. Until the proxy is ready
-the preview reads the original, so a failure only costs speed: it is logged, not shown.
+The scan runs on a thread at a lower CPU priority than the rest of the app, so that previews and
+renders keep the cores. The proxy is then made by a child process at that priority
+(make_proxy_in_child): a whole clip's decoding and encoding never hold this process's Python lock,
+which a low-priority thread on a busy machine would keep for long stretches while the GUI thread
+waits. Its thread here only reads the child's progress. Opening another clip (or closing the window)
+cancels both. Until the proxy is ready the preview reads the original, so a failure only costs
+speed: it is logged, not shown.
 """
 
 from __future__ import annotations
@@ -20,11 +24,11 @@ from pipeline.errors import CancelledError
 from pipeline.events import CancelToken
 from pipeline.keyframes.plan import scan_clip
 from pipeline.video import VideoInfo
-from pipeline.video.proxy import PROXY_BOX, find_proxy, make_proxy, proxy_size
+from pipeline.video.proxy import PROXY_BOX, find_proxy, make_proxy_in_child, proxy_size
 
 log = logging.getLogger(__name__)
 
-NICENESS = 10  # the proxy thread yields the cores to previews and renders
+NICENESS = 10  # the scan thread and the proxy's process yield the cores to previews and renders
 
 
 class ProxyMaker(QObject):
@@ -34,7 +38,7 @@ class ProxyMaker(QObject):
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
         self._token: CancelToken | None = None
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self._scanned = threading.Event()  # set once the current clip's shots are measured
         self.box = PROXY_BOX  # the proxy's frames fit in this (width, height)
         self.enabled = os.environ.get("VDIFF_NO_PROXY") != "1"  # VDIFF_NO_PROXY=1: always read the original
@@ -51,36 +55,46 @@ class ProxyMaker(QObject):
             self.proxy_ready.emit(info, str(found), size[0])
             size = None
         self._token = token = CancelToken()
-        self._thread = threading.Thread(target=self._make, args=(info, size, token, scanned), name="vdiff-proxy",
-                                        daemon=True)
-        self._thread.start()
+        scan_over = threading.Event()  # the proxy waits for the scan: previews plan on it, so it goes first
+        self._threads = [threading.Thread(target=self._scan, args=(info, token, scanned, scan_over),
+                                          name="vdiff-scan", daemon=True)]
+        if size is not None:
+            self._threads.append(threading.Thread(target=self._make, args=(info, size, token, scan_over),
+                                                  name="vdiff-proxy", daemon=True))
+        for thread in self._threads:
+            thread.start()
 
     def cancel(self, wait_s: float = 0.0) -> None:
         if self._token is not None:
             self._token.cancel()
-        if self._thread is not None and wait_s:
-            self._thread.join(wait_s)
-        self._token = self._thread = None
+        for thread in self._threads if wait_s else ():
+            thread.join(wait_s)
+        self._token, self._threads = None, []
 
     def scanned(self) -> bool:
         """Whether the current clip's shots are measured (keyframe plans from then on read nothing)."""
         return self._scanned.is_set()
 
-    def _make(self, info: VideoInfo, size: tuple[int, int] | None, token: CancelToken, scanned: threading.Event) -> None:
+    def _scan(self, info: VideoInfo, token: CancelToken, scanned: threading.Event, over: threading.Event) -> None:
         _lower_priority()
-        try:  # first the shots (a few seconds even at 1080p): keyframe previews plan on them
+        try:  # a few seconds even at 1080p
             scan_clip(info.path, token)
             scanned.set()
         except CancelledError:
-            return
+            pass
         except Exception:  # a preview scans what it needs itself
             log.warning("no shot scan of %s:\n%s", info.path.name, traceback.format_exc())
-        if size is None:
+        finally:
+            over.set()
+
+    def _make(self, info: VideoInfo, size: tuple[int, int], token: CancelToken, scan_over: threading.Event) -> None:
+        """At the app's priority: this thread only waits, and it must never hold the Python lock while descheduled."""
+        scan_over.wait()
+        if token.cancelled:
             return
         try:
-            step = max(1, info.frame_count // 50)  # about every 2%: the label needs no more
-            path = make_proxy(info, self.box, cancel=token,
-                              on_progress=lambda done, total: done % step or self.progress_changed.emit(done, total))
+            path = make_proxy_in_child(info, self.box, cancel=token, on_progress=self.progress_changed.emit,
+                                       niceness=NICENESS)
         except CancelledError:
             return
         except Exception:  # scrubbing keeps reading the original

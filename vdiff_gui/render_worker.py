@@ -543,7 +543,7 @@ def _proxy_serves(request: PreviewRequest, box: tuple[int, int] | None = None) -
 
 def _reads_cheaply(request: PreviewRequest) -> bool:
     """Frames of the request's clip read out of order in milliseconds: from its scrubbing proxy, or a source
-    small enough to need none. A long-GOP original costs up to a second a seek: no idle work on it."""
+    that seeks cheaply enough to need none. A long-GOP original costs up to a second a seek: no idle work on it."""
     return _proxy_serves(request) or proxy_size(request.info) is None
 
 

@@ -174,6 +174,7 @@ async def _checks(window, folder: Path) -> str:
     model = asyncio.ensure_future(run_blocking(make_tiny_sd_folder, folder / "tiny-sd"))
     try:
         _Progress.step = "opening the clip"
+        window.proxies.box = (CLIP["width"] // 2, CLIP["height"] // 2)  # the tiny clip gets a proxy too: its process runs
         info = await window.documents.open_clip(clip)
         _raise_shown_error(window)
         if info is None or not info.has_audio or info.frame_count != CLIP["frames"]:
@@ -205,10 +206,13 @@ async def _checks(window, folder: Path) -> str:
         window.state.edit(engine="fast-style")
         target = folder / "export.mp4"
         exported = await _export(window, target)
+
+        _Progress.step = "the scrubbing proxy"  # made meanwhile, by a child process (`vdiff proxy`)
+        await _wait_for_proxy(window)
     finally:
         model.cancel()
     return (f"fast-style {fast['total']} frames ({fast_device}), diffusion {diffusion['total']} frames "
-            f"({diffusion_device}), export {exported} frames verified with audio")
+            f"({diffusion_device}), export {exported} frames verified with audio, scrubbing proxy made")
 
 
 async def _export(window, target: Path) -> int:
@@ -269,6 +273,15 @@ async def _wait_for_preview(window) -> None:
                and not view.showing_original and view.marker() is None):
         _raise_shown_error(window)
         await asyncio.sleep(0.05)
+
+
+async def _wait_for_proxy(window, timeout_s: float = 120.0) -> None:
+    """Until the preview reads the clip's proxy; a proxy that fails is only logged by the app, so say where."""
+    waited = time.monotonic() + timeout_s
+    while window.preview.proxy is None:
+        if time.monotonic() > waited:
+            raise SelfTestError(f"no scrubbing proxy after {timeout_s:.0f} s (the log says why)")
+        await asyncio.sleep(0.1)
 
 
 async def _job(window, start: Callable[[], None], done_signal, refused: Callable[[], str] | None = None) -> dict:

@@ -53,10 +53,16 @@ class VideoInfo:
     # presentation timestamps of every frame in time_base units, sorted; frame i has pts[i]
     pts: tuple[int, ...] = field(default=(), repr=False)
     start_seconds: float = 0.0  # the first frame's time on the file's clock (MPEG-TS, cut files: not 0)
+    keyframes: int = 0  # video packets flagged as keyframes: the points a seek can start decoding from
 
     @property
     def has_audio(self) -> bool:
         return bool(self.audio)
+
+    @property
+    def keyframe_spacing(self) -> float:
+        """Mean frames from one seek point to the next (0: unknown)."""
+        return self.frame_count / self.keyframes if self.keyframes else 0.0
 
     def frame_time(self, index: int) -> float:
         """Seconds from the clip's first frame to frame `index` (its source timestamp)."""
@@ -146,7 +152,7 @@ def probe(path: str | Path) -> VideoInfo:
             )
         time_base = stream.time_base or Fraction(1, 90000)
         try:
-            pts, spans = _packet_timestamps(container, stream)
+            pts, spans, keyframes = _packet_timestamps(container, stream)
         except av.error.FFmpegError as exc:
             raise BadInputError(f"{path.name} is damaged and cannot be read ({_reason(exc)})") from None
         if not pts:
@@ -179,13 +185,16 @@ def probe(path: str | Path) -> VideoInfo:
         audio=audio,
         pts=tuple(pts),
         start_seconds=float(pts[0] * time_base),
+        keyframes=keyframes,
     )
 
 
-def _packet_timestamps(container, stream) -> tuple[list[int], dict[int, list[float]]]:
-    """Every video packet's timestamp, sorted, duplicates kept (each packet is a frame); and for each
-    audio stream, [first start, last end, longest packet] in seconds, from the same pass."""
+def _packet_timestamps(container, stream) -> tuple[list[int], dict[int, list[float]], int]:
+    """Every video packet's timestamp, sorted, duplicates kept (each packet is a frame); for each
+    audio stream, [first start, last end, longest packet] in seconds, from the same pass; and the
+    number of video keyframes."""
     pts = []
+    keyframes = 0
     spans: dict[int, list[float]] = {}
     for packet in container.demux(stream, *container.streams.audio):
         if packet.size == 0:
@@ -195,12 +204,13 @@ def _packet_timestamps(container, stream) -> tuple[list[int], dict[int, list[flo
             continue
         if packet.stream.index == stream.index:
             pts.append(value)
+            keyframes += bool(packet.is_keyframe)
             continue
         tb = packet.time_base or packet.stream.time_base
         begin, length = float(value * tb), float((packet.duration or 0) * tb)
         span = spans.setdefault(packet.stream.index, [begin, begin + length, length])
         span[0], span[1], span[2] = min(span[0], begin), max(span[1], begin + length), max(span[2], length)
-    return sorted(pts), spans
+    return sorted(pts), spans, keyframes
 
 
 def _audio_info(stream, span: list[float] | None) -> AudioInfo:
