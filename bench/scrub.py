@@ -7,6 +7,7 @@
     python bench/scrub.py --clip 1080p --before /tmp/vdiff-before --rounds 4
         # side by side: another checkout (a `git worktree add` of an older commit) and this one, in alternated
         # processes (A B B A ...), on the same clip; writes bench/results/scrub-1080p.json
+    python bench/scrub.py --clip 480p --before /tmp/base --busy 2   # beside 2 busy processes: -busy2.json
 
 The app runs offscreen (QT_QPA_PLATFORM=offscreen) in a 1280x800 window with fast-style style 7. The
 480p clip is generated (854x480, 10 s, 24 fps, a keyframe every 2 s); the 1080p one is real-looking
@@ -14,7 +15,8 @@ footage from pipeline/footage.py (`make_footage_clip(..., gop=240)`). Each scrub
 the timeline (`findChild(QWidget, "timeline")`) over a random frame not shown before; the clock stops
 when the after view (`afterView`) holds that frame, stylized: the same test the GUI tests make. It
 also records when the before view first shows the frame, and the longest gap of a 10-ms QTimer
-heartbeat (event-loop latency) during the scrubs. The first preview (loading the engine) is a
+heartbeat (event-loop latency) during the scrubs, and while the proxy is made (also less the time
+the GUI thread waited for a core: what is left is ours). The first preview (loading the engine) is a
 warm-up and not counted. A checkout that makes scrubbing proxies is measured once its proxy is
 ready (the time it took is reported); one that does not is measured at once.
 """
@@ -105,14 +107,17 @@ def measure(clip: Path, scrubs: int, seed: int, skip: set[int] = frozenset(), pr
     before, after = window.findChild(QWidget, "beforeView"), window.findChild(QWidget, "afterView")
     if timeline is None or after is None:
         raise SystemExit("the window has no 'timeline' or 'afterView' widget")
-    gaps: list[float] = []
-    beat = [time.perf_counter(), False]  # last beat, recording
+    gaps: list[float] = []  # during the scrubs
+    proxy_gaps: list[tuple[float, float]] = []  # while the proxy is made: (wall ms, of which waiting for a core)
+    beat = [time.perf_counter(), None, _runqueue_ms()]  # last beat, the list recording (None: none), its run-queue wait
 
     def heartbeat() -> None:
-        now = time.perf_counter()
-        if beat[1]:
+        now, queued = time.perf_counter(), _runqueue_ms()
+        if beat[1] is gaps:
             gaps.append((now - beat[0]) * 1000)
-        beat[0] = now
+        elif beat[1] is proxy_gaps:
+            proxy_gaps.append(((now - beat[0]) * 1000, queued - beat[2]))
+        beat[0], beat[2] = now, queued
 
     timer = QTimer()
     timer.setInterval(10)
@@ -168,8 +173,10 @@ def measure(clip: Path, scrubs: int, seed: int, skip: set[int] = frozenset(), pr
         makes_proxies = hasattr(preview, "proxy") and hasattr(window, "proxies")
         proxy_s = None
         if makes_proxies and window.proxies.enabled and _needs_proxy(window.state.info):
-            if not await spin_until(lambda: preview.proxy is not None, 300.0):
-                raise SystemExit("the scrubbing proxy was not made within 300 s")
+            beat[1] = proxy_gaps
+            if not await spin_until(lambda: preview.proxy is not None, 900.0):
+                raise SystemExit("the scrubbing proxy was not made within 900 s")
+            beat[1] = None
             proxy_s = time.perf_counter() - opened
         await spin_until(lambda: False, 2.0)  # let the thumbnails and the first paint settle
         prepare_s = None
@@ -181,7 +188,7 @@ def measure(clip: Path, scrubs: int, seed: int, skip: set[int] = frozenset(), pr
         order = list(range(frame_count))
         random.Random(seed).shuffle(order)
         latencies, originals, firsts, shown = [], [], [], {frame_count // 2} | set(skip)
-        beat[1] = True
+        beat[1] = gaps
         for index in order:
             if len(latencies) == scrubs:
                 break
@@ -195,10 +202,12 @@ def measure(clip: Path, scrubs: int, seed: int, skip: set[int] = frozenset(), pr
             originals.append(original * 1000)
             firsts.append(first * 1000)
             await spin_until(lambda: False, 0.05)  # a user's pause between moves
-        beat[1] = False
+        beat[1] = None
         return {"latencies_ms": latencies, "original_ms": originals, "first_look_ms": firsts, "proxy_s": proxy_s,
-                "prepare_s": prepare_s,
-                "max_gap_ms": max(gaps) if gaps else None, "frames_shown": sorted(shown)}
+                "prepare_s": prepare_s, "max_gap_ms": max(gaps) if gaps else None,
+                "max_gap_while_proxy_ms": max((g for g, _ in proxy_gaps), default=None),
+                "max_own_gap_while_proxy_ms": max((g - w for g, w in proxy_gaps), default=None),
+                "frames_shown": sorted(shown)}
 
     try:
         result = loop.run_until_complete(scrubs_in_the_app())
@@ -207,6 +216,20 @@ def measure(clip: Path, scrubs: int, seed: int, skip: set[int] = frozenset(), pr
         window.shutdown()
         loop.close()  # shuts down the app's blocking-task threads (qasync's default executor)
     return result
+
+
+def _runqueue_ms() -> float:
+    """Time this thread has waited for a core so far (Linux; 0 elsewhere): a gap less it is our own."""
+    try:
+        with open("/proc/thread-self/schedstat") as stats:
+            return int(stats.read().split()[1]) / 1e6
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def _busy_processes(count: int) -> list[subprocess.Popen]:
+    """`count` processes that keep a core busy each: a machine doing other work."""
+    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
 
 
 def _needs_proxy(info) -> bool:
@@ -242,11 +265,25 @@ def one_side(args) -> dict:
         **summary(run["latencies_ms"], run["original_ms"], run["first_look_ms"]),
         "max_event_loop_gap_ms": round(run["max_gap_ms"] or 0, 1),
         "proxy_ready_s": None if run["proxy_s"] is None else round(run["proxy_s"], 1),
+        **_proxy_gaps([run]),
+        "busy_processes": args.busy,
         "scrubbed": "after the idle preparation" if args.prepared else "as soon as the proxy is ready",
         "prepared_s": None if run.get("prepare_s") is None else round(run["prepare_s"], 1),
         "target": "p50 <= 100 ms, p95 <= 150 ms (1080p)" if args.clip == "1080p" else "p50 <= 150 ms",
         "latencies_ms": [round(v, 1) for v in sorted(run["latencies_ms"])],
     }
+
+
+def _proxy_gaps(runs: list[dict]) -> dict:
+    """The longest event-loop gaps while the proxy was made (None: no proxy), raw and less the GUI thread's wait for a core."""
+    def longest(key):
+        values = [run[key] for run in runs if run.get(key) is not None]
+        return round(max(values), 1) if values else None
+
+    return {"max_event_loop_gap_while_proxy_ms": longest("max_gap_while_proxy_ms"),
+            "max_own_gap_while_proxy_ms": longest("max_own_gap_while_proxy_ms"),
+            "each_run_own_gap_while_proxy_ms": [run.get("max_own_gap_while_proxy_ms") and
+                                                round(run["max_own_gap_while_proxy_ms"], 1) for run in runs]}
 
 
 def side_by_side(args) -> dict:
@@ -272,10 +309,12 @@ def side_by_side(args) -> dict:
             run["wall_s"] = round(time.perf_counter() - began, 1)
             runs[side].append(run)
             print(f"round {round_ + 1} {side:6s}: p50 {statistics.median(run['latencies_ms']):7.0f} ms over "
-                  f"{len(run['latencies_ms'])} scrubs, max event-loop gap {run['max_gap_ms']:.0f} ms", flush=True)
+                  f"{len(run['latencies_ms'])} scrubs, max event-loop gap {run['max_gap_ms']:.0f} ms; while the proxy "
+                  f"was made {run.get('max_gap_while_proxy_ms')} ms (our own {run.get('max_own_gap_while_proxy_ms')})",
+                  flush=True)
     load.append(os.getloadavg()[0])
     result = {"comparison": "scrub latency, side by side", "source": CLIPS[args.clip], "window": "1280x800",
-              "engine": "fast-style style 7", "rounds": args.rounds, "load_avg_start_end": load,
+              "engine": "fast-style style 7", "rounds": args.rounds, "busy_processes": args.busy, "load_avg_start_end": load,
               "before_checkout": str(sides["before"]),
               "scrubbed": "after the idle preparation" if args.prepared else "as soon as the proxy is ready"}
     for side, side_runs in runs.items():
@@ -285,6 +324,7 @@ def side_by_side(args) -> dict:
         result[side] = {**summary(latencies, originals, firsts),
                         "max_event_loop_gap_ms": round(max(run["max_gap_ms"] or 0 for run in side_runs), 1),
                         "proxy_ready_s": [run["proxy_s"] and round(run["proxy_s"], 1) for run in side_runs],
+                        **_proxy_gaps(side_runs),
                         "prepared_s": [run.get("prepare_s") and round(run["prepare_s"], 1) for run in side_runs],
                         "latencies_ms": [round(v, 1) for v in latencies]}
     result["p50_ratio"] = round(result["before"]["p50_ms"] / result["after"]["p50_ms"], 1)
@@ -303,6 +343,8 @@ def main() -> int:
     parser.add_argument("--json", action="store_true", help="print the result as one JSON line")
     parser.add_argument("--prepared", action="store_true",
                         help="scrub once the app has prepared previews around the playhead while idle (its time is reported)")
+    parser.add_argument("--busy", type=int, default=0, metavar="N",
+                        help="N processes keep a core busy each for the whole run (a machine doing other work)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--root", help=argparse.SUPPRESS)
     parser.add_argument("--clip-path", help=argparse.SUPPRESS)
@@ -316,14 +358,20 @@ def main() -> int:
         print(json.dumps(result))
         return 0
     sys.path.insert(0, str(ROOT))
-    if args.before:
-        args.scrubs = args.scrubs if args.scrubs != 50 else 12
-        result = side_by_side(args)
-        out = ROOT / "bench" / "results" / f"scrub-{args.clip}{'-prepared' if args.prepared else ''}.json"
-    else:
-        result = one_side(args)
-        name = "scrub" if args.clip == "480p" else f"scrub-{args.clip}"
-        out = ROOT / "bench" / "results" / f"{name}{'-prepared' if args.prepared else ''}.json"
+    busy = _busy_processes(args.busy)
+    try:
+        if args.before:
+            args.scrubs = args.scrubs if args.scrubs != 50 else 12
+            result = side_by_side(args)
+            name = f"scrub-{args.clip}"
+        else:
+            result = one_side(args)
+            name = "scrub" if args.clip == "480p" else f"scrub-{args.clip}"
+    finally:
+        for process in busy:
+            process.kill()
+    suffix = ("-prepared" if args.prepared else "") + (f"-busy{args.busy}" if args.busy else "")
+    out = ROOT / "bench" / "results" / f"{name}{suffix}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
     if args.json:
