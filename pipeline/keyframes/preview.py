@@ -225,7 +225,8 @@ class _Maker:
         kept = self.kept("key", k)
         if kept is None:
             kept = self.render_alone(k)
-            _frames.put(self.setting, "key", k, kept, kept[0].source.nbytes + kept[0].image.nbytes)
+            key = kept[0]  # kept with its flow-size source, which every in-between beside it needs
+            _frames.put(self.setting, "key", k, kept, key.source.nbytes + key.image.nbytes + key.small_source.nbytes)
         return kept
 
     def render_alone(self, k: int) -> tuple[Keyframe, bool]:

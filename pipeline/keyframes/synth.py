@@ -19,7 +19,7 @@ For frame t between keyframes a < t < b (all images at the output size):
 4. Contrast: averaging two textures that differ (the engine's keyframes are not identical) lowers the
    local contrast, which reads as smearing; the detail (image minus a Gaussian blur) of O is scaled
    locally so its energy is the weighted mean of the two warps' detail energies (no gain where they
-   agree, at most MAX_GAIN).
+   agree, at most MAX_GAIN; the energies, smooth fields, are blurred at half size).
 5. Holes: where w_a + w_b < HOLE, neither keyframe sees the pixel. With a `fill` (engines whose
    output on a crop is their output on the frame: the classical looks), the engine runs on the
    bounding box of each cluster of holes that is a region (at least FILL_MIN of the frame and
@@ -32,6 +32,7 @@ For frame t between keyframes a < t < b (all images at the output size):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Callable
 
 import cv2
@@ -43,7 +44,8 @@ from pipeline.profile import stage
 from pipeline.temporal.flow import compute_flow, upsample_flow, warp
 from pipeline.temporal.stabilizer import flow_source, source_agreement
 
-SYNTHESIS_VERSION = 2  # part of a keyframe render's cache key: 2, confidence without the occlusion test
+SYNTHESIS_VERSION = 3  # part of a keyframe render's cache key: 2, confidence without the occlusion test;
+# 3, the contrast restoration's energy blurred at half size
 HOLE = 0.15  # summed blend weight below which neither keyframe is trusted
 FILL_MIN = 0.002  # hole fraction of the frame from which the engine is run on the region
 FILL_DENSITY = 0.25  # share of its box a cluster of holes must cover to be filled (an outline covers less)
@@ -53,9 +55,14 @@ MAX_GAIN = 1.6
 # the float steps run on strips of rows of about this many pixels (a 1080p frame's floats alone are 25 MB an
 # array); a 480p frame takes two strips, a 1080p frame seven (each strip's halo is work done twice)
 STRIP_PIXELS = 1920 * 160
-# rows of context a strip's blurs need on each side: the detail blur (radius 4 sigma = 8) feeds the energy
-# blur (4 x 2 sigma = 16), so rows nearer the strip's edge than 24 would differ from a whole-frame pass
-STRIP_HALO = 24
+# rows of context a strip's blurs need on each side: the detail blur (radius 8) feeds the energy, blurred at
+# half size (pyramid down, radius 8 there, pyramid up: a row depends on 20 rows each side), so rows nearer
+# the strip's edge than 28 could differ (in float) from a whole-frame pass; strips start on even rows, as
+# the half size's grid does
+STRIP_HALO = 28
+# the energy's blur at half size: with the pyramid's own two ~1 px blurs, the 2 x DETAIL_SIGMA px of a
+# full-size blur (the same output within 2 levels, mean 0.000; 16% less time for the restoration)
+ENERGY_SIGMA_HALF = ((2 * DETAIL_SIGMA) ** 2 - 2) ** 0.5 / 2
 
 
 @dataclass(frozen=True)
@@ -66,6 +73,12 @@ class Keyframe:
     source: np.ndarray
     image: np.ndarray
 
+    @cached_property
+    def small_source(self) -> np.ndarray:
+        """The source at the flow's size, made once: every in-between beside this keyframe needs it."""
+        h, w = self.source.shape[:2]
+        return flow_source(self.source, (w, h))
+
 
 def warp_sharp(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
     """warp() with bicubic instead of bilinear sampling: a keyframe is carried over several frames, and
@@ -74,10 +87,12 @@ def warp_sharp(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
     return warp(image, flow, cv2.INTER_CUBIC)
 
 
-def carry(key: Keyframe, source: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The keyframe's stylized frame warped into `source`'s place, and the HxW float32 confidence."""
+def carry(key: Keyframe, source: np.ndarray, small_source: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The keyframe's stylized frame warped into `source`'s place, and the HxW float32 confidence
+    (`small_source`: `source` at the flow's size, when the caller has it)."""
     h, w = source.shape[:2]
-    flow, confidence = carry_flow(flow_source(key.source, (w, h)), flow_source(source, (w, h)))  # the flow size
+    small_source = flow_source(source, (w, h)) if small_source is None else small_source
+    flow, confidence = carry_flow(key.small_source, small_source)  # at the flow's size
     if confidence.shape != (h, w):
         confidence = cv2.resize(confidence, (w, h), interpolation=cv2.INTER_LINEAR)
     return warp_sharp(key.image, upsample_flow(flow, (w, h))), confidence
@@ -104,9 +119,11 @@ def synthesize(index: int, source: np.ndarray, before: Keyframe, after: Keyframe
     if not before.index < index < after.index:
         raise ValueError(f"frame {index} is not between keyframes {before.index} and {after.index}")
     near_a = (after.index - index) / span
-    warped_a, conf_a = carry(before, source)
+    h, w = source.shape[:2]
+    small = flow_source(source, (w, h))
+    warped_a, conf_a = carry(before, source, small)
     check()
-    warped_b, conf_b = carry(after, source)
+    warped_b, conf_b = carry(after, source, small)
     w_a, w_b = conf_a * np.float32(near_a), conf_b * np.float32(1.0 - near_a)
     total = w_a + w_b
     share_a = w_a / np.maximum(total, np.float32(1e-6))
@@ -130,6 +147,7 @@ def strips(height: int, width: int) -> list[tuple[int, int]]:
     """(first row, end row) of the strips a frame's float steps run on: equal, about STRIP_PIXELS each."""
     count = max(1, -(-height * width // STRIP_PIXELS))
     rows = -(-height // count)
+    rows += rows % 2  # even: every strip's half-size grid is the whole frame's
     return [(y0, min(height, y0 + rows)) for y0 in range(0, height, rows)]
 
 
@@ -158,8 +176,10 @@ def restore_contrast(blended: np.ndarray, a: np.ndarray, b: np.ndarray, share_a:
     def detail(x):
         return cv2.subtract(x, cv2.GaussianBlur(x, (0, 0), DETAIL_SIGMA))
 
-    def energy(d):  # the blurred sum over the channels of d squared
-        return cv2.GaussianBlur(cv2.transform(cv2.multiply(d, d), _CHANNEL_SUM), (0, 0), 2 * DETAIL_SIGMA)
+    def energy(d):  # the blurred sum over the channels of d squared; a smooth field: blurred at half size
+        summed = cv2.transform(cv2.multiply(d, d), _CHANNEL_SUM)
+        small = cv2.GaussianBlur(cv2.pyrDown(summed), (0, 0), ENERGY_SIGMA_HALF)
+        return cv2.pyrUp(small, dstsize=(summed.shape[1], summed.shape[0]))
 
     d_mix = detail(blended)
     target = cv2.blendLinear(energy(detail(a)), energy(detail(b)), share_a, 1.0 - share_a)
