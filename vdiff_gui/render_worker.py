@@ -128,6 +128,7 @@ class RenderWorker(QThread):
         self._cond = threading.Condition()
         self._preview: PreviewRequest | None = None
         self._preview_token = CancelToken()
+        self._running_preview: PreviewRequest | None = None  # the preview being made (under _preview_token)
         self._render: RenderRequest | None = None
         self._render_token: CancelToken | None = None
         self.idle_previews = True  # prepare previews around the last one while idle (prepare_previews)
@@ -152,12 +153,14 @@ class RenderWorker(QThread):
                        box: tuple[int, int] | None = None, proxy: tuple[Path, int] | None = None) -> None:
         """Ask for stylized frame `index` (of a range starting at `start`, whose render it may find in the
         cache), made at the size that fits `box` (renders and exports stay full size), reading the source
-        from `proxy` when that is sharp enough; replaces a pending preview and cancels a different one in flight."""
+        from `proxy` when that is sharp enough; replaces a pending preview and cancels a different one in flight (the same one in flight goes on)."""
         request = PreviewRequest(info, params, index, start, box, proxy)
         with self._cond:
-            if self._preview != request:
-                self._preview_token.cancel()
             self._stop_ahead()
+            if request == self._running_preview and not self._preview_token.cancelled:
+                self._preview = None  # the preview in flight is this one: its result answers both (newest wins)
+                return
+            self._preview_token.cancel()  # a different preview in flight is stale
             self._preview = request
             self._cond.notify_all()
 
@@ -269,13 +272,18 @@ class RenderWorker(QThread):
                     elif self._preview is not None:
                         preview, self._preview = self._preview, None
                         self._preview_token = token = CancelToken()
+                        self._running_preview = preview
                     else:
                         ahead, self._ahead_token = self._ahead, CancelToken()
                         token = self._ahead_token
                 if render is not None:
                     self._run_render(render, token)
                 elif preview is not None:
-                    self._run_preview(preview, token)
+                    try:
+                        self._run_preview(preview, token)
+                    finally:
+                        with self._cond:
+                            self._running_preview = None
                 else:
                     self._prepare_ahead(ahead, token)
             if dropped is not None:

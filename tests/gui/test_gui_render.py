@@ -128,6 +128,31 @@ def test_worker_previews_latest_wins(qtbot, small_clip):
     assert not worker.isRunning()
 
 
+def test_the_same_preview_asked_again_while_it_is_made_goes_on(qtbot, small_clip):
+    """Asked again between its draft and its exact frame (from the worker's thread, so at that very moment),
+    the preview in flight is not restarted: one draft, one exact frame. A different request would stop it."""
+    worker = RenderWorker()
+    worker.idle_previews = False
+    worker.start()
+    try:
+        info, params = probe(small_clip), StyleParams(style="2")
+        drafts, ready = [], []
+
+        def on_draft(index, image, draft_params):
+            drafts.append(index)
+            if len(drafts) == 1:
+                worker.submit_preview(info, params, 7, box=(160, 90))  # the same request, still in flight
+
+        worker.preview_draft.connect(on_draft, Qt.ConnectionType.DirectConnection)
+        worker.preview_ready.connect(lambda index, image, cached, p: ready.append(index))
+        worker.submit_preview(info, params, 7, box=(160, 90))
+        qtbot.waitUntil(lambda: ready == [7], timeout=20000)
+        qtbot.wait(300)
+        assert drafts == [7] and ready == [7]
+    finally:
+        worker.stop()
+
+
 def test_flicker_meter_gives_vdiff_metrics_number_on_its_sampled_pairs(window, qtbot, small_clip, tmp_path):
     import json
     import subprocess
