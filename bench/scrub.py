@@ -219,7 +219,8 @@ def measure(clip: Path, scrubs: int, seed: int, skip: set[int] = frozenset(), pr
 
 
 def _runqueue_ms() -> float:
-    """Time this thread has waited for a core so far (Linux; 0 elsewhere): a gap less it is our own."""
+    """Time this thread has waited for a core so far (Linux; 0 elsewhere): a gap less it is our own. The twin
+    of tests/gui/test_responsive.py's: the bench also runs older checkouts, so it relies on no pipeline helper."""
     try:
         with open("/proc/thread-self/schedstat") as stats:
             return int(stats.read().split()[1]) / 1e6
@@ -275,7 +276,8 @@ def one_side(args) -> dict:
 
 
 def _proxy_gaps(runs: list[dict]) -> dict:
-    """The longest event-loop gaps while the proxy was made (None: no proxy), raw and less the GUI thread's wait for a core."""
+    """The longest event-loop gaps while the proxy was made (None: no proxy), raw and less the GUI thread's
+    wait for a core."""
     def longest(key):
         values = [run[key] for run in runs if run.get(key) is not None]
         return round(max(values), 1) if values else None
@@ -314,7 +316,8 @@ def side_by_side(args) -> dict:
                   flush=True)
     load.append(os.getloadavg()[0])
     result = {"comparison": "scrub latency, side by side", "source": CLIPS[args.clip], "window": "1280x800",
-              "engine": "fast-style style 7", "rounds": args.rounds, "busy_processes": args.busy, "load_avg_start_end": load,
+              "engine": "fast-style style 7", "rounds": args.rounds, "busy_processes": args.busy,
+              "load_avg_start_end": load,
               "before_checkout": str(sides["before"]),
               "scrubbed": "after the idle preparation" if args.prepared else "as soon as the proxy is ready"}
     for side, side_runs in runs.items():

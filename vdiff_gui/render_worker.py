@@ -153,7 +153,8 @@ class RenderWorker(QThread):
                        box: tuple[int, int] | None = None, proxy: tuple[Path, int] | None = None) -> None:
         """Ask for stylized frame `index` (of a range starting at `start`, whose render it may find in the
         cache), made at the size that fits `box` (renders and exports stay full size), reading the source
-        from `proxy` when that is sharp enough; replaces a pending preview and cancels a different one in flight (the same one in flight goes on)."""
+        from `proxy` when that is sharp enough; replaces a pending preview and cancels a different one in flight
+        (the same one in flight goes on)."""
         request = PreviewRequest(info, params, index, start, box, proxy)
         with self._cond:
             self._stop_ahead()

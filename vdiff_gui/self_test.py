@@ -174,7 +174,8 @@ async def _checks(window, folder: Path) -> str:
     model = asyncio.ensure_future(run_blocking(make_tiny_sd_folder, folder / "tiny-sd"))
     try:
         _Progress.step = "opening the clip"
-        window.proxies.box = (CLIP["width"] // 2, CLIP["height"] // 2)  # the tiny clip gets a proxy too: its process runs
+        # a box half the tiny clip's size: it gets a proxy too, so the proxy's process runs
+        window.proxies.box = (CLIP["width"] // 2, CLIP["height"] // 2)
         info = await window.documents.open_clip(clip)
         _raise_shown_error(window)
         if info is None or not info.has_audio or info.frame_count != CLIP["frames"]:
