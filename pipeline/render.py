@@ -531,6 +531,17 @@ def preview_ready(engine: Engine, info: VideoInfo, index: int, start: int = 0,
     return prepared(engine, info.path, index, start, size)
 
 
+def preview_needs_keyframes(engine: Engine, info: VideoInfo, index: int, entry: CacheEntry | None = None,
+                            start: int = 0, size: tuple[int, int] | None = None) -> bool:
+    """preview_frame would run the engine on a keyframe (not just carry the frame from kept ones, nor
+    answer from memory); always True for engines that render every frame."""
+    if not uses_keyframes(engine.params):
+        return True
+    from pipeline.keyframes.preview import needs_keyframes
+
+    return needs_keyframes(engine, info.path, index, entry, start, size)
+
+
 def prepare_previews(engine: Engine, reader: VideoReader, playhead: int, cancel: CancelToken | None = None,
                      entry: CacheEntry | None = None, start: int = 0, size: tuple[int, int] | None = None,
                      source: VideoInfo | None = None) -> bool:

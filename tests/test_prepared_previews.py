@@ -72,6 +72,42 @@ def test_idle_work_prepares_the_keyframes_then_the_frames_between_nearest_first(
             assert np.array_equal(prepared[i], preview_frame(engine, reader, i, size=SIZE)[0]), i
 
 
+def test_every_keyframe_is_prepared_before_the_frames_between_them_beyond_the_playheads_reach(
+        engine, clip, store, monkeypatch):
+    monkeypatch.setattr(keyframe_previews, "PREPARE_REACH", 3)  # the 28-frame clip is far wider than it
+    keyframes = plan_keyframes(clip, FAST, 0, 28).keyframes
+    with VideoReader(clip) as reader:
+        order = []
+        while prepare_previews(engine, reader, 12, size=SIZE):
+            order.extend(sorted(set(ready(engine, clip)) - set(order), key=lambda i: abs(i - 12)))
+    assert order[:len(keyframes)] == sorted(keyframes, key=lambda k: abs(k - 12))  # each serves every frame beside it
+    assert set(order[len(keyframes):][:6]) == {9, 10, 11, 13, 14, 15} - set(keyframes)  # then within reach
+
+
+def test_a_frame_between_kept_keyframes_needs_no_network_run(engine, clip, store, tmp_path):
+    from pipeline.keyframes.preview import needs_keyframes
+
+    plan = plan_keyframes(clip, FAST, 0, 28)
+    a, b = plan.neighbours(6)
+    assert a < 6 < b
+    assert needs_keyframes(engine, clip, 6, start=0, size=SIZE)
+    with VideoReader(clip) as reader:
+        preview_frame(engine, reader, a, size=SIZE)
+        assert needs_keyframes(engine, clip, 6, start=0, size=SIZE)  # one of its two is still missing
+        preview_frame(engine, reader, b, size=SIZE)
+    assert not needs_keyframes(engine, clip, 6, start=0, size=SIZE)
+    assert not needs_keyframes(engine, clip, b, start=0, size=SIZE)  # a keyframe kept is itself ready
+    assert needs_keyframes(engine, clip, 6, start=0, size=(32, 18))  # kept at another size only
+    assert needs_keyframes(engine, clip, 2, start=4, size=SIZE)  # before the range: a range of its own
+
+    unscanned = tmp_path / "unscanned.mp4"
+    unscanned.write_bytes(clip.read_bytes())
+    assert needs_keyframes(engine, unscanned, 6, start=0, size=SIZE)  # answered without reading the clip
+    from pipeline.keyframes.plan import clip_scan
+
+    assert clip_scan(unscanned, 0).scanned == 0
+
+
 def test_the_memory_budget_keeps_the_frames_nearest_the_playhead(engine, clip, store):
     frame_bytes = 64 * 36 * 3
     store.budget = 12 * frame_bytes  # a keyframe counts twice (its source and its stylized frame)

@@ -26,7 +26,7 @@ from pipeline.editing.region import RegionEdit, has_region
 from pipeline.engines import Engine, FrameContext, create_engine
 from pipeline.errors import CancelledError, OutOfMemoryError, VdiffError
 from pipeline.events import Cancelled, CancelToken, Failed, Finished, FrameReady, Started, Step
-from pipeline.render import open_cache_entry, prepare_previews, preview_frame, preview_ready, render_frames
+from pipeline.render import open_cache_entry, prepare_previews, preview_frame, preview_needs_keyframes, render_frames
 from pipeline.request import RenderRequest, StyleParams
 from pipeline.engines.base import resize_to
 from pipeline.temporal.flicker_sampler import FlickerSampler
@@ -429,11 +429,12 @@ class RenderWorker(QThread):
 
     def _drafts_first(self, engine: Engine, request: PreviewRequest, entry: CacheEntry) -> bool:
         """A draft when it is much cheaper than the exact preview: a per-frame engine, fitted to a view,
-        no region edit (a draft would change the whole frame), and the frame neither in the cache nor
-        prepared in memory."""
+        no region edit (a draft would change the whole frame), the frame not in the cache, and the exact
+        one needing a keyframe's network run (an in-between of kept keyframes costs about a draft)."""
         return (engine.draft_previews and engine.temporal_radius == 0 and request.box is not None
                 and not has_region(request.params) and not entry.has(request.index)
-                and not preview_ready(engine, request.info, request.index, request.start, self._preview_size(request)))
+                and preview_needs_keyframes(engine, request.info, request.index, entry, request.start,
+                                            self._preview_size(request)))
 
     def _draft(self, engine: Engine, request: PreviewRequest, token: CancelToken):
         """The frame through the engine on its own, at DRAFT_SCALE of the view's size (from the proxy when

@@ -80,12 +80,24 @@ def plan_keyframes(path: str | Path, params: StyleParams, start: int, end: int, 
 
     Made from the clip's per-frame measures (ClipScan), kept per source file: the GUI asks again for
     every preview, and scanning again costs nothing."""
+    return _plan_for(path, _spacing(params), start, end, cancel)
+
+
+def plan_if_scanned(path: str | Path, params: StyleParams, start: int, end: int) -> KeyframePlan | None:
+    """plan_keyframes' plan when the clip is already measured that far (nothing is read), else None."""
+    spacing = _spacing(params)
+    scan = clip_scan(path, start)
+    if scan.frame_count is None or scan.scanned < min(scan.frame_count, end + spacing[2]):
+        return None
+    return _plan(scan, *spacing, start, end, min(scan.frame_count, end + spacing[2]))
+
+
+def _spacing(params: StyleParams) -> tuple[bool, int, int]:
+    """(auto, fewest frames between keyframes, most)."""
     settings = keyframe_settings(params) or {"keyframes": "fixed", "keyframe_interval": 1}
     if settings["keyframes"] == "auto":
-        spacing = (True, settings["keyframe_min"], settings["keyframe_max"])
-    else:
-        spacing = (False, settings["keyframe_interval"], settings["keyframe_interval"])
-    return _plan_for(path, spacing, start, end, cancel)
+        return True, settings["keyframe_min"], settings["keyframe_max"]
+    return False, settings["keyframe_interval"], settings["keyframe_interval"]
 
 
 class ClipScan:

@@ -7,8 +7,9 @@ keyframe that starts its shot (no history to carry), and an in-between whose two
 
 Frames rendered for previews are kept in memory (PREVIEW_MEMORY), and while the app is idle
 `prepare_near` makes more of them around the playhead, the way a video editor fills its render cache:
-the keyframes within PREPARE_REACH first, then the frames between them, nearest first, then twice as far.
-A scrub onto a prepared frame shows it at once; one between prepared keyframes costs one in-between.
+every keyframe first, nearest first, then the frames between them within PREPARE_REACH, nearest first,
+then twice as far. A scrub onto a prepared frame shows it at once; one between prepared keyframes costs
+one in-between (about a third of a keyframe's network run), so the keyframes serve every scrub soonest.
 """
 
 from __future__ import annotations
@@ -23,12 +24,12 @@ from pipeline.cache import CacheEntry
 from pipeline.engines import Engine, FrameContext
 from pipeline.engines.base import resize_to
 from pipeline.events import CancelToken
-from pipeline.keyframes.plan import KeyframePlan, plan_keyframes
+from pipeline.keyframes.plan import KeyframePlan, plan_if_scanned, plan_keyframes
 from pipeline.keyframes.synth import Keyframe, synthesize
 from pipeline.temporal.stabilizer import is_stateful
 
 PREVIEW_MEMORY = 256 * 2**20  # bytes of preview frames kept: a 10-s 24-fps clip in a 1280-px window, with room
-PREPARE_REACH = 48  # frames each side of the playhead prepared first (2 s at 24 fps); then twice as far
+PREPARE_REACH = 48  # frames each side of the playhead whose in-betweens are prepared first (2 s at 24 fps)
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,23 @@ def prepared(engine: Engine, path, index: int, start: int = 0, size: tuple[int, 
     return _frames.get(setting, "frame", index) is not None or _frames.get(setting, "key", index) is not None
 
 
+def needs_keyframes(engine: Engine, path, index: int, entry: CacheEntry | None = None, start: int = 0,
+                    size: tuple[int, int] | None = None) -> bool:
+    """A preview of frame `index` would run the engine on a keyframe: it is neither prepared nor between
+    two keyframes kept in memory or in `entry` (then it costs one in-between). True too while the clip
+    is not measured that far (finding its keyframes would read the clip)."""
+    if index < start:  # planned as a range of its own, never kept
+        return True
+    setting = _setting(engine, path, start, size)
+    if _frames.get(setting, "frame", index) is not None:
+        return False
+    plan = plan_if_scanned(path, engine.params, start, index + 1)
+    if plan is None:
+        return True
+    return any(_frames.get(setting, "key", k) is None and (entry is None or not entry.has(k))
+               for k in set(plan.neighbours(index)))
+
+
 def prepare_near(engine: Engine, reader, playhead: int, cancel: CancelToken | None = None,
                  entry: CacheEntry | None = None, start: int = 0, size: tuple[int, int] | None = None,
                  source_info=None) -> bool:
@@ -158,14 +176,12 @@ def _setting(engine: Engine, path, start: int, size) -> tuple:
 
 def _reach_order(plan: KeyframePlan, playhead: int, start: int, frame_count: int):
     """("key" or "frame", index) in the order prepare_near makes them."""
+    near = lambda i: abs(i - playhead)  # noqa: E731
+    yield from (("key", k) for k in sorted((k for k in plan.keyframes if k >= start), key=near))
     reach, done = PREPARE_REACH, (playhead, playhead)
     while True:
         lo, hi = max(start, playhead - reach), min(frame_count, playhead + reach + 1)
-        near = lambda i: abs(i - playhead)  # noqa: E731
-        keys = sorted((k for k in plan.keyframes if lo <= k < hi and not done[0] <= k < done[1]), key=near)
-        frames = sorted((i for i in range(lo, hi) if not done[0] <= i < done[1]), key=near)
-        yield from (("key", k) for k in keys)
-        yield from (("frame", i) for i in frames)
+        yield from (("frame", i) for i in sorted((i for i in range(lo, hi) if not done[0] <= i < done[1]), key=near))
         if lo == start and hi == frame_count:
             return
         done, reach = (lo, hi), reach * 2

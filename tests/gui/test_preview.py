@@ -149,6 +149,25 @@ def test_a_scrub_shows_a_draft_first_then_the_exact_frame(window, qtbot, sample_
     assert np.array_equal(final, core_stylized(sample_clip, window.state.params, 37))  # the view fits the clip
 
 
+def test_a_scrub_between_keyframes_already_made_needs_no_draft(window, qtbot, sample_clip):
+    from pipeline.keyframes import plan_keyframes
+
+    window.worker.idle_previews = False  # only the scrubs below make keyframes
+    open_clip(qtbot, window, sample_clip)
+    wait_stylized(qtbot, window, 0)
+    plan = plan_keyframes(sample_clip, window.state.params, 0, window.state.info.frame_count)
+    a, b = next((a, b) for a, b in zip(plan.keyframes, plan.keyframes[1:]) if a > 0 and b - a >= 3)
+    drafts, exact = [], []
+    window.worker.preview_draft.connect(lambda index, image, params: drafts.append(index))
+    window.worker.preview_ready.connect(lambda index, image, cached, params: exact.append((index, image)))
+    window.state.set_frame(a + 1)  # its keyframes are made for it: a draft first
+    wait_stylized(qtbot, window, a + 1)
+    window.state.set_frame(a + 2)  # the same keyframes, kept: one in-between, as cheap as a draft
+    wait_stylized(qtbot, window, a + 2)
+    assert drafts == [a + 1] and [i for i, _ in exact] == [a + 1, a + 2]
+    assert np.array_equal(exact[1][1], core_stylized(sample_clip, window.state.params, a + 2))
+
+
 def shrink_views(qtbot, window, monkeypatch):
     """Views smaller than the 320x180 sample clip: previews are then made at the view's size, and prepared
     (into a store of this test's: the process keeps what other tests prepared)."""
