@@ -4,6 +4,7 @@
     python bench/scrub.py --json                   # the same, as one JSON line on stdout (bench/peers.py reads it)
     python bench/scrub.py --clip 1080p             # 1920x1080, 10 s, 24 fps, a keyframe every 10 s (phones, cameras)
     python bench/scrub.py --clip 1080p --prepared  # scrubs once the app has prepared previews while idle
+    python bench/scrub.py --clip 1080p --idle 15   # scrubs 15 s after the proxy (the preparation part-way)
     python bench/scrub.py --clip 1080p --before /tmp/vdiff-before --rounds 4
         # side by side: another checkout (a `git worktree add` of an older commit) and this one, in alternated
         # processes (A B B A ...), on the same clip; writes bench/results/scrub-1080p.json
@@ -80,9 +81,11 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def measure(clip: Path, scrubs: int, seed: int, skip: set[int] = frozenset(), prepared: bool = False) -> dict:
+def measure(clip: Path, scrubs: int, seed: int, skip: set[int] = frozenset(), prepared: bool = False,
+            idle: float = 0.0) -> dict:
     """Scrub `scrubs` random frames of `clip` in a window of the vdiff found first on sys.path; with
-    `prepared`, once the app's idle work (previews prepared around the playhead) is over."""
+    `prepared`, once the app's idle work (previews prepared around the playhead) is over; with `idle`,
+    that many seconds after the proxy (a user who looked at one frame meanwhile)."""
     import random
 
     from PySide6.QtCore import QPoint, Qt, QTimer
@@ -178,7 +181,7 @@ def measure(clip: Path, scrubs: int, seed: int, skip: set[int] = frozenset(), pr
                 raise SystemExit("the scrubbing proxy was not made within 900 s")
             beat[1] = None
             proxy_s = time.perf_counter() - opened
-        await spin_until(lambda: False, 2.0)  # let the thumbnails and the first paint settle
+        await spin_until(lambda: False, 2.0 + idle)  # let the thumbnails and the first paint settle
         prepare_s = None
         if prepared and hasattr(window.worker, "preparing"):  # a user who looked at the frame for a while
             began = time.perf_counter()
@@ -258,7 +261,7 @@ def one_side(args) -> dict:
     folder = Path(args.clip_dir or tempfile.mkdtemp(prefix="vdiff-scrub-clip-"))
     folder.mkdir(parents=True, exist_ok=True)
     clip = Path(args.clip_path) if args.clip_path else make_named_clip(args.clip, folder)
-    run = measure(clip, args.scrubs, args.seed, prepared=args.prepared)
+    run = measure(clip, args.scrubs, args.seed, prepared=args.prepared, idle=args.idle)
     return {
         "comparison": "3 scrub latency",
         "source": CLIPS[args.clip],
@@ -268,11 +271,17 @@ def one_side(args) -> dict:
         "proxy_ready_s": None if run["proxy_s"] is None else round(run["proxy_s"], 1),
         **_proxy_gaps([run]),
         "busy_processes": args.busy,
-        "scrubbed": "after the idle preparation" if args.prepared else "as soon as the proxy is ready",
+        "scrubbed": _when(args),
         "prepared_s": None if run.get("prepare_s") is None else round(run["prepare_s"], 1),
         "target": "p50 <= 100 ms, p95 <= 150 ms (1080p)" if args.clip == "1080p" else "p50 <= 150 ms",
         "latencies_ms": [round(v, 1) for v in sorted(run["latencies_ms"])],
     }
+
+
+def _when(args) -> str:
+    if args.prepared:
+        return "after the idle preparation"
+    return f"{args.idle:g} s after the proxy is ready" if args.idle else "as soon as the proxy is ready"
 
 
 def _proxy_gaps(runs: list[dict]) -> dict:
@@ -301,7 +310,7 @@ def side_by_side(args) -> dict:
         for side in order:
             command = [sys.executable, str(Path(__file__).resolve()), "--worker", "--root", str(sides[side]),
                        "--clip-path", str(clip), "--scrubs", str(args.scrubs), "--seed", str(args.seed + round_)]
-            command += ["--prepared"] if args.prepared else []
+            command += (["--prepared"] if args.prepared else []) + ["--idle", str(args.idle)]
             began = time.perf_counter()
             done = subprocess.run(command, capture_output=True, text=True, cwd=sides[side],
                                   env=dict(os.environ, QT_QPA_PLATFORM="offscreen", PYTHONPATH=str(sides[side])))
@@ -319,7 +328,7 @@ def side_by_side(args) -> dict:
               "engine": "fast-style style 7", "rounds": args.rounds, "busy_processes": args.busy,
               "load_avg_start_end": load,
               "before_checkout": str(sides["before"]),
-              "scrubbed": "after the idle preparation" if args.prepared else "as soon as the proxy is ready"}
+              "scrubbed": _when(args)}
     for side, side_runs in runs.items():
         latencies = [v for run in side_runs for v in run["latencies_ms"]]
         originals = [v for run in side_runs for v in run["original_ms"]]
@@ -346,6 +355,8 @@ def main() -> int:
     parser.add_argument("--json", action="store_true", help="print the result as one JSON line")
     parser.add_argument("--prepared", action="store_true",
                         help="scrub once the app has prepared previews around the playhead while idle (its time is reported)")
+    parser.add_argument("--idle", type=float, default=0.0, metavar="SECONDS",
+                        help="scrub this long after the proxy is ready (the idle preparation runs meanwhile)")
     parser.add_argument("--busy", type=int, default=0, metavar="N",
                         help="N processes keep a core busy each for the whole run (a machine doing other work)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -354,7 +365,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.worker:  # one side of a side-by-side run: the raw figures as one JSON line
         sys.path.insert(0, str(Path(args.root).resolve()))
-        result = measure(Path(args.clip_path), args.scrubs, args.seed, prepared=args.prepared)
+        result = measure(Path(args.clip_path), args.scrubs, args.seed, prepared=args.prepared, idle=args.idle)
         import vdiff_gui
 
         result["code"] = str(Path(vdiff_gui.__file__).resolve().parent.parent)  # which checkout was measured
@@ -373,7 +384,8 @@ def main() -> int:
     finally:
         for process in busy:
             process.kill()
-    suffix = ("-prepared" if args.prepared else "") + (f"-busy{args.busy}" if args.busy else "")
+    suffix = ("-prepared" if args.prepared else "") + (f"-idle{args.idle:g}" if args.idle else "")
+    suffix += f"-busy{args.busy}" if args.busy else ""
     out = ROOT / "bench" / "results" / f"{name}{suffix}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
