@@ -88,6 +88,37 @@ def test_space_i_o_type_in_a_text_field_instead_of_firing(window, qtbot, small_c
     assert window.state.in_point == 5
 
 
+def test_the_typing_guard_sees_only_the_focused_fields_events(window, qtbot, small_clip):
+    """A filter on the whole application would be a Python call, and a wait for Python's lock, for every
+    event of every widget (about 500 a second while playing)."""
+    from vdiff_gui.shortcuts import TypingGuard
+
+    seen = []
+
+    class CountingGuard(TypingGuard):
+        def eventFilter(self, watched, event):
+            seen.append(watched)
+            return super().eventFilter(watched, event)
+
+    window.typing_guard.remove()
+    window.typing_guard = CountingGuard(window).install()  # the window removes it when it closes
+    open_clip(qtbot, window, small_clip)
+    focus(qtbot, window, window.timeline)
+    for _ in range(5):
+        window.timeline.repaint()
+        window.compare.repaint()
+    qtbot.keyClick(window.timeline, Qt.Key.Key_Right)
+    assert seen == [] and window.state.frame == 1
+    field = window.param_panel.style_spec
+    focus(qtbot, window, field)
+    qtbot.keyClick(field, Qt.Key.Key_I)
+    assert seen and set(seen) == {field} and field.text().endswith("i")
+    focus(qtbot, window, window.timeline)  # the filter left the field with the focus
+    seen.clear()
+    field.repaint()
+    assert seen == []
+
+
 def test_in_out_flags_drag_as_one_undo_step_each_and_clear(window, qtbot, small_clip):
     open_clip(qtbot, window, small_clip)
     timeline = window.timeline
