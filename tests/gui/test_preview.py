@@ -155,6 +155,14 @@ def test_a_scrub_between_keyframes_already_made_needs_no_draft(window, qtbot, sa
     window.worker.idle_previews = False  # only the scrubs below make keyframes
     open_clip(qtbot, window, sample_clip)
     wait_stylized(qtbot, window, 0)
+    boxes = [window.preview.box]  # the window's layout may still settle: keyframes are kept per view size
+
+    def box_settled():
+        qtbot.wait(150)
+        boxes.append(window.preview.box)
+        return boxes[-1] == boxes[-2]
+
+    qtbot.waitUntil(box_settled, timeout=5000)
     plan = plan_keyframes(sample_clip, window.state.params, 0, window.state.info.frame_count)
     a, b = next((a, b) for a, b in zip(plan.keyframes, plan.keyframes[1:]) if a > 0 and b - a >= 3)
     drafts, exact = [], []
@@ -211,3 +219,16 @@ def test_a_scrub_while_previews_are_prepared_is_answered(window, qtbot, sample_c
         window.state.set_frame(index)
         wait_stylized(qtbot, window, index)
     qtbot.waitUntil(lambda: not window.worker.preparing, timeout=60000)
+
+
+def test_the_sound_player_is_made_when_a_clip_with_sound_opens_not_at_the_first_play(window, qtbot, small_clip):
+    pytest.importorskip("PySide6.QtMultimedia")
+    assert window.playback.audio_player is None
+    open_clip(qtbot, window, small_clip)
+    player = window.playback.audio_player
+    assert player is not None  # made while the clip opened (loading QtMultimedia's backend takes 50-90 ms)
+    window.actions["play"].trigger()
+    assert window.playback.playing and window.playback.audio_player is player
+    assert player.source().toLocalFile() == str(small_clip)
+    window.actions["play"].trigger()
+    assert not window.playback.playing
