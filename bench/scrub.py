@@ -16,8 +16,9 @@ footage from pipeline/footage.py (`make_footage_clip(..., gop=240)`). Each scrub
 the timeline (`findChild(QWidget, "timeline")`) over a random frame not shown before; the clock stops
 when the after view (`afterView`) holds that frame, stylized: the same test the GUI tests make. It
 also records when the before view first shows the frame, and the longest gap of a 10-ms QTimer
-heartbeat (event-loop latency) during the scrubs, and while the proxy is made (also less the time
-the GUI thread waited for a core: what is left is ours). The first preview (loading the engine) is a
+heartbeat (event-loop latency) during the scrubs, while the clip opens (from the open until its shots
+are scanned: the engine loads meanwhile) and while the proxy is made (also less the time the GUI
+thread waited for a core: what is left is ours). The first preview (loading the engine) is a
 warm-up and not counted. A checkout that makes scrubbing proxies is measured once its proxy is
 ready (the time it took is reported); one that does not is measured at once.
 """
@@ -81,6 +82,25 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+def open_window(prefix: str):
+    """(QApplication, event loop, shown 1280x800 MainWindow) of the vdiff found first on sys.path, with a
+    cache and settings of its own (a first launch). Keep the application: it ends when it is collected."""
+    from vdiff_gui.app import make_application
+    from vdiff_gui.settings import AppSettings
+
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    os.environ["XDG_CACHE_HOME"] = str(work / "cache")
+    os.environ["VDIFF_CONFIG_DIR"] = str(work / "config")
+    app, loop = make_application()
+    from vdiff_gui.main_window import MainWindow
+
+    window = MainWindow(settings=AppSettings(work / "settings.ini"))
+    window.auto_answer = True
+    window.resize(1280, 800)
+    window.show()
+    return app, loop, window
+
+
 def measure(clip: Path, scrubs: int, seed: int, skip: set[int] = frozenset(), prepared: bool = False,
             idle: float = 0.0) -> dict:
     """Scrub `scrubs` random frames of `clip` in a window of the vdiff found first on sys.path; with
@@ -93,33 +113,23 @@ def measure(clip: Path, scrubs: int, seed: int, skip: set[int] = frozenset(), pr
     from PySide6.QtWidgets import QWidget
 
     from pipeline.request import StyleParams
-    from vdiff_gui.app import make_application
-    from vdiff_gui.settings import AppSettings
 
-    work = Path(tempfile.mkdtemp(prefix="vdiff-scrub-"))
-    os.environ["XDG_CACHE_HOME"] = str(work / "cache")
-    os.environ["VDIFF_CONFIG_DIR"] = str(work / "config")
-    app, loop = make_application()
-    from vdiff_gui.main_window import MainWindow
-
-    window = MainWindow(settings=AppSettings(work / "settings.ini"))
-    window.auto_answer = True
-    window.resize(1280, 800)
-    window.show()
+    app, loop, window = open_window("vdiff-scrub-")
     timeline = window.findChild(QWidget, "timeline")
     before, after = window.findChild(QWidget, "beforeView"), window.findChild(QWidget, "afterView")
     if timeline is None or after is None:
         raise SystemExit("the window has no 'timeline' or 'afterView' widget")
     gaps: list[float] = []  # during the scrubs
     proxy_gaps: list[tuple[float, float]] = []  # while the proxy is made: (wall ms, of which waiting for a core)
+    opening_gaps: list[tuple[float, float]] = []  # from the open to the shots scanned (the engine loads meanwhile)
     beat = [time.perf_counter(), None, _runqueue_ms()]  # last beat, the list recording (None: none), its run-queue wait
 
     def heartbeat() -> None:
         now, queued = time.perf_counter(), _runqueue_ms()
         if beat[1] is gaps:
             gaps.append((now - beat[0]) * 1000)
-        elif beat[1] is proxy_gaps:
-            proxy_gaps.append(((now - beat[0]) * 1000, queued - beat[2]))
+        elif beat[1] is not None:
+            beat[1].append(((now - beat[0]) * 1000, queued - beat[2]))
         beat[0], beat[2] = now, queued
 
     timer = QTimer()
@@ -164,7 +174,9 @@ def measure(clip: Path, scrubs: int, seed: int, skip: set[int] = frozenset(), pr
 
     async def scrubs_in_the_app() -> dict:
         window.state.edit_params(StyleParams(engine="fast-style", style="7"))
+        await spin_until(lambda: False, 1.0)  # the window's first paint is not the clip's opening
         opened = time.perf_counter()
+        beat[1] = opening_gaps
         task = window.documents.open_clip(clip)
         if not await spin_until(lambda: task.done() and window.state.info is not None, 120.0):
             raise SystemExit("the clip did not open")
@@ -172,6 +184,7 @@ def measure(clip: Path, scrubs: int, seed: int, skip: set[int] = frozenset(), pr
         await scrub_to(frame_count // 2, 600.0)  # warm-up: loads the engine
         if hasattr(window, "proxies") and hasattr(window.proxies, "scanned"):  # shots scanned for keyframe plans
             await spin_until(window.proxies.scanned, 300.0)
+        beat[1] = None
         preview = window.preview
         makes_proxies = hasattr(preview, "proxy") and hasattr(window, "proxies")
         proxy_s = None
@@ -210,6 +223,8 @@ def measure(clip: Path, scrubs: int, seed: int, skip: set[int] = frozenset(), pr
                 "prepare_s": prepare_s, "max_gap_ms": max(gaps) if gaps else None,
                 "max_gap_while_proxy_ms": max((g for g, _ in proxy_gaps), default=None),
                 "max_own_gap_while_proxy_ms": max((g - w for g, w in proxy_gaps), default=None),
+                "max_gap_while_opening_ms": max((g for g, _ in opening_gaps), default=None),
+                "max_own_gap_while_opening_ms": max((g - w for g, w in opening_gaps), default=None),
                 "frames_shown": sorted(shown)}
 
     try:
@@ -294,7 +309,9 @@ def _proxy_gaps(runs: list[dict]) -> dict:
     return {"max_event_loop_gap_while_proxy_ms": longest("max_gap_while_proxy_ms"),
             "max_own_gap_while_proxy_ms": longest("max_own_gap_while_proxy_ms"),
             "each_run_own_gap_while_proxy_ms": [run.get("max_own_gap_while_proxy_ms") and
-                                                round(run["max_own_gap_while_proxy_ms"], 1) for run in runs]}
+                                                round(run["max_own_gap_while_proxy_ms"], 1) for run in runs],
+            "max_event_loop_gap_while_opening_ms": longest("max_gap_while_opening_ms"),
+            "max_own_gap_while_opening_ms": longest("max_own_gap_while_opening_ms")}
 
 
 def side_by_side(args) -> dict:
