@@ -220,15 +220,3 @@ def test_a_scrub_while_previews_are_prepared_is_answered(window, qtbot, sample_c
         wait_stylized(qtbot, window, index)
     qtbot.waitUntil(lambda: not window.worker.preparing, timeout=60000)
 
-
-def test_the_sound_player_is_made_when_a_clip_with_sound_opens_not_at_the_first_play(window, qtbot, small_clip):
-    pytest.importorskip("PySide6.QtMultimedia")
-    assert window.playback.audio_player is None
-    open_clip(qtbot, window, small_clip)
-    player = window.playback.audio_player
-    assert player is not None  # made while the clip opened (loading QtMultimedia's backend takes 50-90 ms)
-    window.actions["play"].trigger()
-    assert window.playback.playing and window.playback.audio_player is player
-    assert player.source().toLocalFile() == str(small_clip)
-    window.actions["play"].trigger()
-    assert not window.playback.playing

@@ -24,10 +24,6 @@ RESYNC_SECONDS = 0.12  # re-anchor the clock to the audio when they differ by mo
 _audio_unavailable = False  # QtMultimedia failed to load once: do not try again
 
 
-def _audio_wanted(info) -> bool:
-    return info is not None and info.has_audio and not _audio_unavailable and not os.environ.get("VDIFF_NO_AUDIO")
-
-
 class PlaybackController(QObject):
     playing_changed = Signal(bool)
     rate_changed = Signal(float)
@@ -157,24 +153,17 @@ class PlaybackController(QObject):
             self._start_audio(self._anchor)
 
     # audio
-    @property
-    def audio_player(self):
-        """The QMediaPlayer for the clip's sound (None: no clip with sound opened yet, or no audio here)."""
-        return self._player
-
     def _on_clip_changed(self, info) -> None:
         self.stop()
         self._times = []
         if self._player is not None:
             self._player.setSource(QUrl())
-        elif _audio_wanted(info):  # made now, while the clip opens: the first Play would wait 50-90 ms for it
-            self._make_player()
 
     def _start_audio(self, seconds: float) -> None:
         info = self.state.info
         if self.rate != 1.0:  # shuttle speeds play silently
             return
-        if not _audio_wanted(info):
+        if info is None or not info.has_audio or _audio_unavailable or os.environ.get("VDIFF_NO_AUDIO"):
             return
         if self._player is None and not self._make_player():
             return
