@@ -18,13 +18,12 @@ import asyncio
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from scrub import _runqueue_ms, open_window, percentile
+from scrub import _runqueue_ms, open_window, percentile, run_worker
 
 ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -95,15 +94,6 @@ def measure(clip: Path) -> dict:
 FIGURES = ("play_press_ms", "gui_cpu_per_s_ms", "beats_per_s", "gap_p99_ms", "max_gap_ms", "max_own_gap_ms", "dropped")
 
 
-def run_side(root: Path, clip: Path) -> dict:
-    command = [sys.executable, str(Path(__file__).resolve()), "--worker", "--root", str(root), "--clip-path", str(clip)]
-    done = subprocess.run(command, capture_output=True, text=True, cwd=root,
-                          env=dict(os.environ, QT_QPA_PLATFORM="offscreen", PYTHONPATH=str(root)))
-    if done.returncode != 0:
-        raise SystemExit(f"{root} failed:\n{done.stderr[-2000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--before", metavar="CHECKOUT", help="measure this checkout too, alternating with this one")
@@ -126,7 +116,7 @@ def main() -> int:
     load = [os.getloadavg()[0]]
     for round_ in range(args.rounds):
         for side in (list(sides) if round_ % 2 == 0 else list(sides)[::-1]):
-            runs[side].append(run_side(sides[side], clip))
+            runs[side].append(run_worker(Path(__file__), sides[side], clip))
             figures = ", ".join(f"{k} {runs[side][-1][k]}" for k in FIGURES)
             print(f"round {round_ + 1} {side:6s}: {figures}", flush=True)
     load.append(os.getloadavg()[0])

@@ -314,6 +314,18 @@ def _proxy_gaps(runs: list[dict]) -> dict:
             "max_own_gap_while_opening_ms": longest("max_own_gap_while_opening_ms")}
 
 
+def run_worker(script: Path, root: Path, clip: Path, options: list[str] = ()) -> dict:
+    """One side of a side-by-side run: `script --worker` in its own process on the checkout `root`
+    (found first on its path), on `clip`; its figures, the JSON line it prints last."""
+    command = [sys.executable, str(script.resolve()), "--worker", "--root", str(root), "--clip-path", str(clip),
+               *options]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=root,
+                          env=dict(os.environ, QT_QPA_PLATFORM="offscreen", PYTHONPATH=str(root)))
+    if done.returncode != 0:
+        raise SystemExit(f"{root} failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def side_by_side(args) -> dict:
     """Alternate processes of the --before checkout and this one on one clip: A B B A A B ..."""
     folder = Path(args.clip_dir or tempfile.mkdtemp(prefix="vdiff-scrub-clip-"))
@@ -325,15 +337,10 @@ def side_by_side(args) -> dict:
     for round_ in range(args.rounds):
         order = ("before", "after") if round_ % 2 == 0 else ("after", "before")
         for side in order:
-            command = [sys.executable, str(Path(__file__).resolve()), "--worker", "--root", str(sides[side]),
-                       "--clip-path", str(clip), "--scrubs", str(args.scrubs), "--seed", str(args.seed + round_)]
-            command += (["--prepared"] if args.prepared else []) + ["--idle", str(args.idle)]
+            options = ["--scrubs", str(args.scrubs), "--seed", str(args.seed + round_), "--idle", str(args.idle)]
+            options += ["--prepared"] if args.prepared else []
             began = time.perf_counter()
-            done = subprocess.run(command, capture_output=True, text=True, cwd=sides[side],
-                                  env=dict(os.environ, QT_QPA_PLATFORM="offscreen", PYTHONPATH=str(sides[side])))
-            if done.returncode != 0:
-                raise SystemExit(f"{side} failed:\n{done.stderr[-2000:]}")
-            run = json.loads(done.stdout.strip().splitlines()[-1])
+            run = run_worker(Path(__file__), sides[side], clip, options)
             run["wall_s"] = round(time.perf_counter() - began, 1)
             runs[side].append(run)
             print(f"round {round_ + 1} {side:6s}: p50 {statistics.median(run['latencies_ms']):7.0f} ms over "
