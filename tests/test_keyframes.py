@@ -277,6 +277,25 @@ def test_one_scan_of_the_clip_serves_every_start_and_spacing_and_plans_read_noth
     assert piecemeal[1].shots == (5, 9) and piecemeal[1].keyframes[:3] == (5, 8, 9)  # a range starts a shot
 
 
+def test_a_plan_asked_again_is_not_made_again_and_equals_one_made_afresh(cut_clip, monkeypatch):
+    from pipeline.keyframes import plan as planning
+
+    asked = [(0, 28, FAST), (5, 17, FAST), (0, 28, FAST.replace(keyframes="auto", keyframe_min=2, keyframe_max=5))]
+    monkeypatch.setattr(planning, "_SCANS", {})
+    planning.scan_clip(cut_clip)
+    first = [plan_keyframes(cut_clip, params, start, end) for start, end, params in asked]
+    again = [plan_keyframes(cut_clip, params, start, end) for start, end, params in asked]
+    assert all(a is b for a, b in zip(first, again))  # the idle preparation asks for the whole clip per frame
+    assert planning.plan_if_scanned(cut_clip, FAST, 5, 17) is first[1]  # the draft decision, then the preview
+    scan = planning.clip_scan(cut_clip, 0)
+    for (start, end, params), plan in zip(asked, again):
+        auto, low, high = planning._spacing(params)
+        assert plan == planning._make_plan(scan, auto, low, high, start, end, min(scan.frame_count, end + high))
+    for end in range(2, 28):  # a scrub through the clip: one plan per frame asked for
+        plan_keyframes(cut_clip, FAST, 0, end)
+    assert len(scan.plans) == planning.PLANS_KEPT
+
+
 def test_threads_asking_for_a_clips_first_scan_at_once_share_one(cut_clip, monkeypatch):
     import threading
 

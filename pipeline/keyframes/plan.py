@@ -114,6 +114,8 @@ class ClipScan:
         self.occluded: list[float] = []
         self._last = None  # signature of frame scanned - 1
         self._lock = threading.Lock()
+        self.plans: dict[tuple, KeyframePlan] = {}  # made from these measures, which never change once taken
+        self.plans_lock = threading.Lock()  # the worker's previews and the app's scan thread share a scan
 
     @property
     def scanned(self) -> int:
@@ -184,7 +186,25 @@ def _plan_for(path, spacing: tuple, start: int, end: int, cancel) -> KeyframePla
     return _plan(scan, *spacing, start, end, min(scan.frame_count, end + spacing[2]))
 
 
+PLANS_KEPT = 16  # per scan: the idle preparation's whole-clip plan and the latest previews' plans
+
+
 def _plan(scan: ClipScan, auto: bool, low: int, high: int, start: int, end: int, horizon: int) -> KeyframePlan:
+    """The plan of [start, end) on `scan`'s measures up to `horizon`; made once (a whole-clip plan of a
+    10-minute clip is a 7-10 ms loop, asked again for every frame the idle preparation makes)."""
+    key = (auto, low, high, start, end, horizon)
+    with scan.plans_lock:
+        plan = scan.plans.get(key)
+    if plan is None:
+        plan = _make_plan(scan, auto, low, high, start, end, horizon)
+        with scan.plans_lock:
+            if len(scan.plans) >= PLANS_KEPT:
+                scan.plans.pop(next(iter(scan.plans)))
+            scan.plans[key] = plan
+    return plan
+
+
+def _make_plan(scan: ClipScan, auto: bool, low: int, high: int, start: int, end: int, horizon: int) -> KeyframePlan:
     keyframes: list[int] = []
     shots: list[int] = []
     last_key = start
