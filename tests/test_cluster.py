@@ -309,6 +309,35 @@ def test_ctrl_c_stops_the_workers_exits_130_and_resume_after_it_or_a_kill_sends_
     assert probe(out).frame_count == frames
 
 
+CRASH_AFTER_A_CLUSTER = """
+import ctypes, faulthandler, sys
+from pipeline.cluster.address import FATAL_SIGNALS, SIGACTION_BYTES, connect, disconnect
+
+def handlers():
+    actions = [ctypes.create_string_buffer(SIGACTION_BYTES) for _ in FATAL_SIGNALS]
+    for number, action in zip(FATAL_SIGNALS, actions):
+        ctypes.CDLL(None).sigaction(number, None, action)
+    return [action.raw[:ctypes.sizeof(ctypes.c_void_p)] for action in actions]  # sa_handler, its first field
+
+faulthandler.enable()
+before = handlers()
+connect(sys.argv[1])
+print("connected, handlers kept:", handlers() == before, flush=True)
+disconnect()
+print("disconnected, handlers kept:", handlers() == before, flush=True)
+ctypes.string_at(0)  # a native crash
+"""
+
+
+def test_a_native_crash_after_a_cluster_render_still_prints_pythons_traceback(ray_head):
+    # Ray's driver puts its own fatal-signal handlers in place, writing to its log: a crash said nothing
+    run = subprocess.run([sys.executable, "-c", CRASH_AFTER_A_CLUSTER, ray_head], capture_output=True, text=True,
+                         timeout=120, cwd=Path(__file__).parent.parent)
+    assert run.returncode == -signal.SIGSEGV, run.stderr[-2000:]
+    assert "connected, handlers kept: True" in run.stdout and "disconnected, handlers kept: True" in run.stdout
+    assert "Fatal Python error: Segmentation fault" in run.stderr and "string_at" in run.stderr, run.stderr[-2000:]
+
+
 def test_an_engine_error_on_a_worker_names_the_worker_and_its_node(ray_head, tmp_path):
     clip = make_footage_clip(tmp_path / "clip.mp4", frames=4, width=64, height=48, audio=False)
     style = tmp_path / "style.png"  # exists here, so the driver accepts it; damaged, so the workers fail

@@ -7,9 +7,12 @@ render and stopped after it: one engine per GPU, or per CPU core without one).
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import ipaddress
 import logging
 import os
+import signal
 import socket
 import sys
 import time
@@ -21,6 +24,9 @@ log = logging.getLogger(__name__)
 LOCAL = "local"
 LOCAL_OBJECT_STORE_BYTES = 256 * 1024**2  # frames travel packed and a few at a time: this is plenty
 CONNECT_TIMEOUT_S = 5.0
+FATAL_SIGNALS = tuple(getattr(signal, name) for name in ("SIGSEGV", "SIGFPE", "SIGABRT", "SIGBUS", "SIGILL")
+                      if hasattr(signal, name))
+SIGACTION_BYTES = 512  # more than any libc's struct sigaction (152 bytes on glibc x86-64): kept opaque
 
 
 def ray_available() -> bool:
@@ -82,24 +88,50 @@ def connect(address: str) -> None:
     if address != LOCAL:
         _use_token_if_any()
     if ray.is_initialized():
-        ray.shutdown()
+        disconnect()
     quiet = logging.INFO if log.isEnabledFor(logging.INFO) else logging.WARNING  # Ray's connect lines with -v only
     try:
-        if address == LOCAL:
-            ray.init(address="local", include_dashboard=False, log_to_driver=False, logging_level=quiet,
-                     object_store_memory=LOCAL_OBJECT_STORE_BYTES, _node_ip_address="127.0.0.1")
-        elif address.startswith("ray://"):
-            ray.init(address=address, log_to_driver=False, logging_level=quiet)
-        else:
-            options = {"_node_ip_address": "127.0.0.1"} if loopback else {}  # where a loopback head's raylet is
-            try:
-                ray.init(address=address, log_to_driver=False, logging_level=quiet, **options)
-            except ConnectionError:  # a head that is still starting: its port answers before its raylet
-                time.sleep(3.0)
-                ray.init(address=address, log_to_driver=False, logging_level=quiet, **options)
+        with keeping_fatal_signal_handlers():
+            _init(ray, address, loopback, quiet)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise BadInputError(f"cannot connect to the Ray cluster at {address}: {str(exc).splitlines()[0]}") from None
     log.info("connected to Ray at %s: %s", address, ray.cluster_resources())
+
+
+def _init(ray, address: str, loopback: bool, quiet: int) -> None:
+    if address == LOCAL:
+        ray.init(address="local", include_dashboard=False, log_to_driver=False, logging_level=quiet,
+                 object_store_memory=LOCAL_OBJECT_STORE_BYTES, _node_ip_address="127.0.0.1")
+    elif address.startswith("ray://"):
+        ray.init(address=address, log_to_driver=False, logging_level=quiet)
+    else:
+        options = {"_node_ip_address": "127.0.0.1"} if loopback else {}  # where a loopback head's raylet is
+        try:
+            ray.init(address=address, log_to_driver=False, logging_level=quiet, **options)
+        except ConnectionError:  # a head that is still starting: its port answers before its raylet
+            time.sleep(3.0)
+            ray.init(address=address, log_to_driver=False, logging_level=quiet, **options)
+
+
+@contextlib.contextmanager
+def keeping_fatal_signal_handlers():
+    """Give back the process's handlers of fatal signals after Ray's driver replaced them with its own,
+    which writes to Ray's log, closed at shutdown: a native crash (Python's faulthandler, the self-test's)
+    then died without a word, and a render process gave no traceback."""
+    if os.name != "posix":
+        yield
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    saved = {}
+    for number in FATAL_SIGNALS:
+        action = ctypes.create_string_buffer(SIGACTION_BYTES)
+        if libc.sigaction(number, None, action) == 0:
+            saved[number] = action
+    try:
+        yield
+    finally:
+        for number, action in saved.items():
+            libc.sigaction(number, action, None)
 
 
 def _use_token_if_any() -> None:
@@ -129,7 +161,8 @@ def disconnect() -> None:
     import ray
 
     if ray.is_initialized():
-        ray.shutdown()
+        with keeping_fatal_signal_handlers():
+            ray.shutdown()
 
 
 def _is_loopback(host: str) -> bool:
