@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from scrub import _runqueue_ms, open_window, percentile, run_worker
+from scrub import Heartbeat, open_window, percentile, run_worker
 
 ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -39,22 +39,11 @@ def make_clip(folder: Path) -> Path:
 
 def measure(clip: Path) -> dict:
     """Open `clip` in a window of the vdiff found first on sys.path, render it, and play meanwhile."""
-    from PySide6.QtCore import QTimer
-
     from pipeline.request import StyleParams
 
     app, loop, window = open_window("vdiff-playback-")
-    beats: list[tuple[float, float]] = []  # (gap ms, of which the GUI thread waited for a core)
-    last = [time.perf_counter(), _runqueue_ms()]
-
-    def heartbeat() -> None:
-        now, queued = time.perf_counter(), _runqueue_ms()
-        beats.append(((now - last[0]) * 1000, queued - last[1]))
-        last[:] = [now, queued]
-
-    timer = QTimer()
-    timer.setInterval(10)
-    timer.timeout.connect(heartbeat)
+    beats: list[tuple[float, float, float]] = []  # (gap ms, of which the GUI thread waited for a core, began s)
+    heart = Heartbeat()
 
     async def play_while_rendering() -> dict:
         window.state.edit_params(StyleParams(engine="fast-style", style="7"))
@@ -67,21 +56,20 @@ def measure(clip: Path) -> dict:
         await asyncio.sleep(3.0)  # the first preview, the thumbnails and the shot scan settle
         window.jobs.render_range()
         await asyncio.sleep(1.0)
-        last[:] = [time.perf_counter(), _runqueue_ms()]
-        timer.start()
+        heart.record(beats)
         cpu, began = time.thread_time(), time.perf_counter()
         window.playback.toggle()
         press_ms = (time.perf_counter() - began) * 1000
         await asyncio.sleep(PLAY_SECONDS)
         window.playback.toggle()
         cpu, wall = time.thread_time() - cpu, time.perf_counter() - began
-        timer.stop()
+        heart.stop()
         window.jobs.cancel()
         await asyncio.sleep(0.5)
-        gaps = sorted(gap for gap, _ in beats)
+        gaps = sorted(gap for gap, *_ in beats)
         return {"play_press_ms": round(press_ms, 1), "gui_cpu_per_s_ms": round(cpu / wall * 1000, 1),
                 "beats_per_s": round(len(beats) / wall, 1), "gap_p99_ms": round(percentile(gaps, 0.99), 1),
-                "max_gap_ms": round(gaps[-1], 1), "max_own_gap_ms": round(max(g - w for g, w in beats), 1),
+                "max_gap_ms": round(gaps[-1], 1), "max_own_gap_ms": round(max(g - w for g, w, _ in beats), 1),
                 "dropped": window.playback.dropped}
 
     try:

@@ -108,7 +108,7 @@ def measure(clip: Path, scrubs: int, seed: int, skip: set[int] = frozenset(), pr
     that many seconds after the proxy (a user who looked at one frame meanwhile)."""
     import random
 
-    from PySide6.QtCore import QPoint, Qt, QTimer
+    from PySide6.QtCore import QPoint, Qt
     from PySide6.QtTest import QTest
     from PySide6.QtWidgets import QWidget
 
@@ -119,23 +119,11 @@ def measure(clip: Path, scrubs: int, seed: int, skip: set[int] = frozenset(), pr
     before, after = window.findChild(QWidget, "beforeView"), window.findChild(QWidget, "afterView")
     if timeline is None or after is None:
         raise SystemExit("the window has no 'timeline' or 'afterView' widget")
-    gaps: list[float] = []  # during the scrubs
-    proxy_gaps: list[tuple[float, float]] = []  # while the proxy is made: (wall ms, of which waiting for a core)
-    opening_gaps: list[tuple[float, float]] = []  # from the open to the shots scanned (the engine loads meanwhile)
-    beat = [time.perf_counter(), None, _runqueue_ms()]  # last beat, the list recording (None: none), its run-queue wait
-
-    def heartbeat() -> None:
-        now, queued = time.perf_counter(), _runqueue_ms()
-        if beat[1] is gaps:
-            gaps.append((now - beat[0]) * 1000)
-        elif beat[1] is not None:
-            beat[1].append(((now - beat[0]) * 1000, queued - beat[2]))
-        beat[0], beat[2] = now, queued
-
-    timer = QTimer()
-    timer.setInterval(10)
-    timer.timeout.connect(heartbeat)
-    timer.start()
+    # each a list of (wall ms, of which waiting for a core, began at perf_counter s) between heartbeats
+    gaps: list[tuple[float, float, float]] = []  # during the scrubs
+    proxy_gaps: list[tuple[float, float, float]] = []  # while the proxy is made
+    opening_gaps: list[tuple[float, float, float]] = []  # from the open to the shots scanned (the engine loads)
+    heart = Heartbeat()
 
     async def spin_until(done, timeout: float) -> bool:
         """Run the app's event loop (Qt events and its asyncio tasks) until done() or the timeout."""
@@ -176,7 +164,7 @@ def measure(clip: Path, scrubs: int, seed: int, skip: set[int] = frozenset(), pr
         window.state.edit_params(StyleParams(engine="fast-style", style="7"))
         await spin_until(lambda: False, 1.0)  # the window's first paint is not the clip's opening
         opened = time.perf_counter()
-        beat[1] = opening_gaps
+        heart.into = opening_gaps
         task = window.documents.open_clip(clip)
         if not await spin_until(lambda: task.done() and window.state.info is not None, 120.0):
             raise SystemExit("the clip did not open")
@@ -184,15 +172,15 @@ def measure(clip: Path, scrubs: int, seed: int, skip: set[int] = frozenset(), pr
         await scrub_to(frame_count // 2, 600.0)  # warm-up: loads the engine
         if hasattr(window, "proxies") and hasattr(window.proxies, "scanned"):  # shots scanned for keyframe plans
             await spin_until(window.proxies.scanned, 300.0)
-        beat[1] = None
+        heart.into = None
         preview = window.preview
         makes_proxies = hasattr(preview, "proxy") and hasattr(window, "proxies")
         proxy_s = None
         if makes_proxies and window.proxies.enabled and _needs_proxy(window.state.info):
-            beat[1] = proxy_gaps
+            heart.into = proxy_gaps
             if not await spin_until(lambda: preview.proxy is not None, 900.0):
                 raise SystemExit("the scrubbing proxy was not made within 900 s")
-            beat[1] = None
+            heart.into = None
             proxy_s = time.perf_counter() - opened
         await spin_until(lambda: False, 2.0 + idle)  # let the thumbnails and the first paint settle
         prepare_s = None
@@ -204,7 +192,7 @@ def measure(clip: Path, scrubs: int, seed: int, skip: set[int] = frozenset(), pr
         order = list(range(frame_count))
         random.Random(seed).shuffle(order)
         latencies, originals, firsts, shown = [], [], [], {frame_count // 2} | set(skip)
-        beat[1] = gaps
+        heart.into = gaps
         for index in order:
             if len(latencies) == scrubs:
                 break
@@ -218,19 +206,20 @@ def measure(clip: Path, scrubs: int, seed: int, skip: set[int] = frozenset(), pr
             originals.append(original * 1000)
             firsts.append(first * 1000)
             await spin_until(lambda: False, 0.05)  # a user's pause between moves
-        beat[1] = None
+        heart.into = None
         return {"latencies_ms": latencies, "original_ms": originals, "first_look_ms": firsts, "proxy_s": proxy_s,
-                "prepare_s": prepare_s, "max_gap_ms": max(gaps) if gaps else None,
-                "max_gap_while_proxy_ms": max((g for g, _ in proxy_gaps), default=None),
-                "max_own_gap_while_proxy_ms": max((g - w for g, w in proxy_gaps), default=None),
-                "max_gap_while_opening_ms": max((g for g, _ in opening_gaps), default=None),
-                "max_own_gap_while_opening_ms": max((g - w for g, w in opening_gaps), default=None),
+                "prepare_s": prepare_s, "max_gap_ms": max((g for g, *_ in gaps), default=None),
+                "max_gap_while_proxy_ms": max((g for g, *_ in proxy_gaps), default=None),
+                "max_own_gap_while_proxy_ms": max((g - w for g, w, _ in proxy_gaps), default=None),
+                "max_gap_while_opening_ms": max((g for g, *_ in opening_gaps), default=None),
+                "max_own_gap_while_opening_ms": max((g - w for g, w, _ in opening_gaps), default=None),
+                "max_own_gap_while_opening_began_s": _began_s(opening_gaps, opened),
                 "frames_shown": sorted(shown)}
 
     try:
         result = loop.run_until_complete(scrubs_in_the_app())
     finally:
-        timer.stop()
+        heart.stop()
         window.shutdown()
         loop.close()  # shuts down the app's blocking-task threads (qasync's default executor)
     return result
@@ -238,12 +227,41 @@ def measure(clip: Path, scrubs: int, seed: int, skip: set[int] = frozenset(), pr
 
 def _runqueue_ms() -> float:
     """Time this thread has waited for a core so far (Linux; 0 elsewhere): a gap less it is our own. The twin
-    of tests/gui/test_responsive.py's: the bench also runs older checkouts, so it relies on no pipeline helper."""
+    of tests/gui/heartbeat.py's: the bench also runs older checkouts, so it relies on no helper of theirs."""
     try:
         with open("/proc/thread-self/schedstat") as stats:
             return int(stats.read().split()[1]) / 1e6
     except (OSError, ValueError, IndexError):
         return 0.0
+
+
+class Heartbeat:
+    """A 10-ms QTimer on the GUI thread, started at once; each beat appends (gap ms, of which the GUI thread
+    waited for a core, when the gap began in perf_counter s) to the list `into` (None: to none)."""
+
+    def __init__(self, interval_ms: int = 10):
+        from PySide6.QtCore import QTimer
+
+        self.into: list[tuple[float, float, float]] | None = None
+        self._last = (time.perf_counter(), _runqueue_ms())
+        self._timer = QTimer()
+        self._timer.setInterval(interval_ms)
+        self._timer.timeout.connect(self._beat)
+        self._timer.start()
+
+    def record(self, into: list) -> None:
+        """Record into `into` from now on, its first gap counted from now."""
+        self._last = (time.perf_counter(), _runqueue_ms())
+        self.into = into
+
+    def stop(self) -> None:
+        self._timer.stop()
+
+    def _beat(self) -> None:
+        now, queued = time.perf_counter(), _runqueue_ms()
+        if self.into is not None:
+            self.into.append(((now - self._last[0]) * 1000, queued - self._last[1], self._last[0]))
+        self._last = (now, queued)
 
 
 def _busy_processes(count: int) -> list[subprocess.Popen]:
@@ -293,6 +311,13 @@ def one_side(args) -> dict:
     }
 
 
+def _began_s(gaps: list[tuple[float, float, float]], since: float) -> float | None:
+    """When the gap with the most of our own time began, in s after `since` (None: no gaps)."""
+    if not gaps:
+        return None
+    return round(max(gaps, key=lambda gap: gap[0] - gap[1])[2] - since, 3)
+
+
 def _when(args) -> str:
     if args.prepared:
         return "after the idle preparation"
@@ -300,8 +325,8 @@ def _when(args) -> str:
 
 
 def _proxy_gaps(runs: list[dict]) -> dict:
-    """The longest event-loop gaps while the proxy was made (None: no proxy), raw and less the GUI thread's
-    wait for a core."""
+    """The longest event-loop gaps while the proxy was made (None: no proxy) and while the clip opened, raw
+    and less the GUI thread's wait for a core; each run's longest own gap while opening, and when it began."""
     def longest(key):
         values = [run[key] for run in runs if run.get(key) is not None]
         return round(max(values), 1) if values else None
@@ -311,7 +336,10 @@ def _proxy_gaps(runs: list[dict]) -> dict:
             "each_run_own_gap_while_proxy_ms": [run.get("max_own_gap_while_proxy_ms") and
                                                 round(run["max_own_gap_while_proxy_ms"], 1) for run in runs],
             "max_event_loop_gap_while_opening_ms": longest("max_gap_while_opening_ms"),
-            "max_own_gap_while_opening_ms": longest("max_own_gap_while_opening_ms")}
+            "max_own_gap_while_opening_ms": longest("max_own_gap_while_opening_ms"),
+            "each_run_own_gap_while_opening_ms": [run.get("max_own_gap_while_opening_ms") and
+                                                  round(run["max_own_gap_while_opening_ms"], 1) for run in runs],
+            "each_run_own_gap_while_opening_began_s": [run.get("max_own_gap_while_opening_began_s") for run in runs]}
 
 
 def run_worker(script: Path, root: Path, clip: Path, options: list[str] = ()) -> dict:

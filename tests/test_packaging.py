@@ -15,7 +15,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SUMMARY = re.compile(
     r"vdiff \S+ self-test: ok — fast-style 6 frames \(cpu\), diffusion 3 frames \(cpu\), "
-    r"export 24 frames verified with audio, scrubbing proxy made \(\d+\.\d s\)"
+    r"export 24 frames verified with audio, scrubbing proxy made, playback sound loaded \(\d+\.\d s\)"
 )
 
 

@@ -210,10 +210,24 @@ async def _checks(window, folder: Path) -> str:
 
         _Progress.step = "the scrubbing proxy"  # made meanwhile, by a child process (`vdiff proxy`)
         await _wait_for_proxy(window)
+        _Progress.step = "the playback sound"  # preloaded a second after the clip opened
+        sound = await _playback_sound()
     finally:
         model.cancel()
     return (f"fast-style {fast['total']} frames ({fast_device}), diffusion {diffusion['total']} frames "
-            f"({diffusion_device}), export {exported} frames verified with audio, scrubbing proxy made")
+            f"({diffusion_device}), export {exported} frames verified with audio, scrubbing proxy made, {sound}")
+
+
+async def _playback_sound() -> str:
+    """QtMultimedia and a media plugin loaded for playback (a bundle missing them would play silently)."""
+    from vdiff_gui.multimedia_preload import preload_outcome
+    from vdiff_gui.tasks import run_blocking
+
+    if os.environ.get("VDIFF_NO_AUDIO"):
+        return "playback sound off (VDIFF_NO_AUDIO)"
+    loaded, why = await run_blocking(preload_outcome, 60.0)
+    _expect(loaded, f"playback would have no sound: {why}")
+    return "playback sound loaded"
 
 
 async def _export(window, target: Path) -> int:

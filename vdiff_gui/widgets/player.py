@@ -13,14 +13,16 @@ import bisect
 import logging
 import os
 
-from PySide6.QtCore import QElapsedTimer, QObject, Qt, QTimer, QUrl, Signal
+from PySide6.QtCore import QCoreApplication, QElapsedTimer, QObject, Qt, QTimer, QUrl, Signal
 
+from vdiff_gui.multimedia_preload import preload_multimedia
 from vdiff_gui.project_state import ProjectState
 
 log = logging.getLogger(__name__)
 
 TICK_MS = 5
 RESYNC_SECONDS = 0.12  # re-anchor the clock to the audio when they differ by more than this
+PRELOAD_DELAY_MS = 1000  # after a clip's opening, whose own work on the GUI thread a preload would lengthen
 _audio_unavailable = False  # QtMultimedia failed to load once: do not try again
 
 
@@ -46,6 +48,10 @@ class PlaybackController(QObject):
         self._audio_start_ms = 0
         self._audio_live = False
         self._ticking = False
+        self._preload_timer = QTimer(self)
+        self._preload_timer.setSingleShot(True)
+        self._preload_timer.setInterval(PRELOAD_DELAY_MS)
+        self._preload_timer.timeout.connect(self._preload_sound)
         state.clip_changed.connect(self._on_clip_changed)
         state.frame_changed.connect(self._on_frame_changed)
 
@@ -158,12 +164,22 @@ class PlaybackController(QObject):
         self._times = []
         if self._player is not None:
             self._player.setSource(QUrl())
+        elif self._sound_wanted(info):
+            self._preload_timer.start()
+
+    def _preload_sound(self) -> None:
+        """Load QtMultimedia off the GUI thread before the first Play needs it (vdiff_gui.multimedia_preload)."""
+        if self._player is None and self._sound_wanted(self.state.info):
+            preload_multimedia(QCoreApplication.libraryPaths())
+
+    def _sound_wanted(self, info) -> bool:
+        return info is not None and info.has_audio and not _audio_unavailable and not os.environ.get("VDIFF_NO_AUDIO")
 
     def _start_audio(self, seconds: float) -> None:
         info = self.state.info
         if self.rate != 1.0:  # shuttle speeds play silently
             return
-        if info is None or not info.has_audio or _audio_unavailable or os.environ.get("VDIFF_NO_AUDIO"):
+        if not self._sound_wanted(info):
             return
         if self._player is None and not self._make_player():
             return
