@@ -1,6 +1,7 @@
 """Shared fixtures. Qt runs offscreen; caches, settings and the HF hub are isolated per test."""
 
 import os
+import sys
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # before anything imports Qt
 os.environ["HF_HUB_OFFLINE"] = "1"  # no test may reach a model hub
@@ -13,6 +14,17 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from pipeline.sample import make_sample_clip  # noqa: E402
+
+
+def pytest_runtest_setup(item):
+    """Outside tests/gui no Qt event loop spins: cyclic collection goes back to Python (see tests/gui/conftest.py)."""
+    garbage = sys.modules.get("vdiff_gui.garbage")
+    if garbage is not None and item.path.parent.name != "gui":
+        from PySide6.QtWidgets import QApplication
+
+        app = QApplication.instance()
+        for collector in app.findChildren(garbage.GuiGarbageCollector) if app is not None else []:
+            collector.stop()
 
 
 @pytest.fixture(autouse=True)

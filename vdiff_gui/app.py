@@ -12,6 +12,7 @@ from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
 from pipeline import __version__
+from vdiff_gui.garbage import GuiGarbageCollector
 from vdiff_gui.presets import RESOURCES
 from vdiff_gui.tasks import start_task
 from vdiff_gui.theme import apply_dark_theme
@@ -36,6 +37,8 @@ def make_application() -> tuple[QApplication, qasync.QEventLoop]:
     app.setWindowIcon(app_icon())
     if os.environ.get("VDIFF_THEME", "dark") == "dark":
         apply_dark_theme(app)
+    if app.findChild(GuiGarbageCollector) is None:
+        GuiGarbageCollector(app).start()  # cycles holding Qt objects are freed on the GUI thread only
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
     return app, loop

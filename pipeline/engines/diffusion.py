@@ -4,12 +4,12 @@ for every frame so that a still scene stays still, and optionally cross-frame at
 from __future__ import annotations
 
 import copy
-import gc
 import inspect
 import logging
 import os
 import queue
 import time
+import weakref
 from contextlib import contextmanager, nullcontext
 
 import numpy as np
@@ -36,6 +36,7 @@ from pipeline.engines.conditioned import Conditioning
 from pipeline.engines.model_size import native_side
 from pipeline.errors import BadInputError, CancelledError, OutOfMemoryError
 from pipeline.events import CancelToken
+from pipeline.garbage import collect_garbage
 from pipeline.temporal.cross_frame import CrossFrameAttention
 
 log = logging.getLogger(__name__)
@@ -286,7 +287,7 @@ class DiffusionEngine(Engine):
                     raise
             finally:
                 self._pool.put(pipe)
-            gc.collect()
+            collect_garbage()  # the failed batch's tensors, before a smaller one
             if self._torch_device == "cuda":
                 torch.cuda.empty_cache()
             if len(images) > 1:
@@ -424,6 +425,9 @@ class DiffusionEngine(Engine):
         return list(pixels.numpy())
 
     def close(self) -> None:
+        if self._cross_frame is not None:  # its UNet hook holds it and it holds the pipeline: a cycle
+            self._cross_frame.remove()
+        model = weakref.ref(self._pipe.unet) if getattr(self._pipe, "unet", None) is not None else None
         self._pipe = None
         self._pool = queue.SimpleQueue()
         self._tiny_vae = None
@@ -432,7 +436,11 @@ class DiffusionEngine(Engine):
         self._cross_frame = None
         self._conditioning = Conditioning()
         self._encoded_for = None
-        gc.collect()
+        # freed by reference counting (tests/test_conditioning.py); a full collection pauses the app's GUI
+        # thread for ~0.5 s (vdiff_gui/garbage.py), so it is asked for only when a cycle still holds the model
+        if model is not None and model() is not None:
+            log.info("the closed model is still held (a reference cycle): collecting")
+            collect_garbage()
         if self._torch_device == "cuda":
             torch.cuda.empty_cache()
 

@@ -21,6 +21,21 @@ def qt_loop(qapp):
 
 
 @pytest.fixture(scope="session")
+def gui_garbage_collector(qapp):
+    """As in the app (make_application): cyclic garbage is freed on the GUI thread only."""
+    from vdiff_gui.garbage import GuiGarbageCollector
+
+    collector = GuiGarbageCollector(qapp)
+    yield collector
+    collector.stop()
+
+
+@pytest.fixture(autouse=True)
+def garbage_freed_on_the_gui_thread(gui_garbage_collector):
+    gui_garbage_collector.start()  # a test outside tests/gui stops it (tests/conftest.py): no event loop spins there
+
+
+@pytest.fixture(scope="session")
 def small_clip(clip_dir):
     """16 frames, 96x64, 12 fps, with an AAC tone."""
     return make_sample_clip(clip_dir / "small.mp4", frames=16, width=96, height=64, fps=12)
