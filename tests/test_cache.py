@@ -1,10 +1,12 @@
 """The frame cache: checksums, atomic writes, keys, LRU eviction."""
 
+import os
+import shutil
 import time
 
 import numpy as np
 
-from pipeline.cache import FrameCache, render_key
+from pipeline.cache import FrameCache, render_key, source_identity
 from pipeline.video import probe
 
 
@@ -26,6 +28,23 @@ def test_key_depends_on_source_content_and_parameters(sample_clip, ntsc_clip):
     assert render_key(a, {"style": "1"}) == render_key(a, {"style": "1"})
     assert render_key(a, {"style": "1"}) != render_key(a, {"style": "2"})
     assert render_key(a, {"style": "1"}) != render_key(b, {"style": "1"})
+
+
+def test_a_source_rewritten_in_place_with_its_size_and_mtime_kept_is_another_source(sample_clip, tmp_path):
+    clip = tmp_path / "clip.mp4"
+    shutil.copyfile(sample_clip, clip)
+    before = source_identity(clip)
+    assert source_identity(clip) == before
+    st = clip.stat()
+    with open(clip, "r+b") as handle:  # a tool that rewrites bytes in place, then sets the time back
+        handle.seek(100)
+        byte = handle.read(1)
+        handle.seek(100)
+        handle.write(bytes([byte[0] ^ 0xFF]))
+    os.utime(clip, ns=(st.st_atime_ns, st.st_mtime_ns))
+    after = source_identity(clip)
+    assert after["size"] == before["size"] and after["mtime_ns"] == before["mtime_ns"]
+    assert after["sha256_ends"] != before["sha256_ends"]
 
 
 def test_eviction_removes_least_recently_used_but_never_the_running_one(tmp_path):

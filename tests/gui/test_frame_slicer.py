@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 from gui_helpers import open_clip, shown_pixels, wait_stylized
-from PySide6.QtCore import QPoint, Qt
 
 from pipeline.cache import CacheEntry
 from pipeline.engines.base import resize_to

@@ -4,6 +4,7 @@ import pytest
 from fake_hub import FakeHub, closed_port_url, go_offline, use_hub
 from gui_helpers import open_clip, wait_stylized
 from PySide6.QtCore import Qt
+from pytestqt.exceptions import TimeoutError as SignalTimeout
 
 from pipeline.tiny_models import make_tiny_sd_folder
 
@@ -74,8 +75,17 @@ def test_cancel_stops_the_download_and_keeps_the_model(fake_hub, window, qtbot):
     qtbot.mouseClick(picker.download_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: picker.progress.maximum() > 0 and picker.progress.value() > 300, timeout=30000)
     download = picker.download
-    with qtbot.waitSignal(download.cancelled, timeout=60000):
-        qtbot.mouseClick(picker.cancel_button, Qt.MouseButton.LeftButton)
+    ended = []  # how it ended otherwise, for the message
+    download.finished.connect(lambda repo: ended.append(f"finished {repo}"))
+    download.failed.connect(lambda text: ended.append(f"failed: {text}"))
+    try:
+        with qtbot.waitSignal(download.cancelled, timeout=60000):
+            qtbot.mouseClick(picker.cancel_button, Qt.MouseButton.LeftButton)
+    except SignalTimeout:
+        state = ended or ("thread ended, no signal seen" if download.wait(0) else "thread still running")
+        raise AssertionError(f"no cancelled signal in 60 s; the download: {state}, "
+                             f"{picker.progress.value()} of {picker.progress.maximum()} KiB, "
+                             f"bar {picker.progress.format()!r}, hint {picker.hint.text()!r}") from None
     assert "download cancelled" in picker.hint.text() and picker.download_button.isVisible()
     assert window.state.params.model == "" and not window.banner.isVisible()
     assert download.wait(10)
@@ -108,3 +118,26 @@ def test_offline_a_typed_hub_id_is_chosen_and_the_loader_explains(window, qtbot,
     picker = type_model(qtbot, window, REPO)
     qtbot.waitUntil(lambda: window.state.params.model == REPO, timeout=10000)
     assert "downloads are off" in picker.hint.text() and not picker.download_button.isVisible()
+
+
+def test_every_receiver_of_a_downloads_last_signal_gets_it(fake_hub, window, qtbot, monkeypatch):
+    # the field deletes the download when it ends; its thread may still be posting the signal to later receivers
+    from vdiff_gui.widgets.model_picker import ModelDownload
+
+    window.state.edit(engine="diffusion")
+    picker = type_model(qtbot, window, REPO)
+    qtbot.waitUntil(picker.download_button.isVisible, timeout=10000)
+    received, start = [], ModelDownload.start
+
+    def start_with_a_second_receiver(download):
+        download.cancelled.connect(lambda: received.append(download.repo_id))  # after the field's own slot
+        start(download)
+
+    monkeypatch.setattr(ModelDownload, "start", start_with_a_second_receiver)
+    for done in range(1, 41):
+        qtbot.mouseClick(picker.download_button, Qt.MouseButton.LeftButton)
+        qtbot.mouseClick(picker.cancel_button, Qt.MouseButton.LeftButton)  # it ends once the file list is in
+        qtbot.waitUntil(lambda: picker.download is None, timeout=30000)
+        qtbot.wait(20)  # a signal still queued is delivered now
+        assert len(received) == done, f"round {done}: the second receiver got {len(received)} signals"
+        assert "download cancelled" in picker.hint.text()

@@ -230,7 +230,11 @@ class ModelPicker(QWidget):
         self.download_failed.emit(text)
 
     def _on_download_ended(self, hint: str) -> None:
-        self.download.deleteLater()
+        # its thread may still be inside emit(), posting to later receivers: deleting it now drops or crashes them
+        if self.download.wait(5):
+            self.download.deleteLater()
+        else:
+            log.warning("the download thread of %s has not ended; its object is kept", self.download.repo_id)
         self.download = None
         self._show_download(False)
         if hint:
