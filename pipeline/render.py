@@ -544,16 +544,18 @@ def preview_needs_keyframes(engine: Engine, info: VideoInfo, index: int, entry: 
 
 def prepare_previews(engine: Engine, reader: VideoReader, playhead: int, cancel: CancelToken | None = None,
                      entry: CacheEntry | None = None, start: int = 0, size: tuple[int, int] | None = None,
-                     source: VideoInfo | None = None) -> bool:
+                     source: VideoInfo | None = None, in_order: bool = False) -> bool:
     """Idle work for the app: render one more view-size (`size`) preview frame near `playhead`, kept in
     memory for the scrubs to come (pipeline.keyframes.preview). False when there is nothing (more) to
     do: every frame within the memory budget is ready, or the engine renders per frame, or is too slow
-    for idle work (`Engine.prepares_previews`), or the previews are full size. Arguments as preview_frame's."""
+    for idle work (`Engine.prepares_previews`), or the previews are full size. With `in_order` (a reader
+    whose seeks are slow) only keyframes, in the order `reader` decodes them. Arguments as preview_frame's."""
     if not (engine.prepares_previews and uses_keyframes(engine.params) and size is not None):
         return False
-    from pipeline.keyframes.preview import prepare_near
+    from pipeline.keyframes.preview import prepare_in_order, prepare_near
 
-    return prepare_near(engine, reader, playhead, cancel, entry, start, size, source)
+    prepare = prepare_in_order if in_order else prepare_near
+    return prepare(engine, reader, playhead, cancel, entry, start, size, source)
 
 
 def preview_frame(

@@ -201,3 +201,45 @@ def test_a_clip_rewritten_in_place_is_not_served_its_old_prepared_frames(engine,
     shutil.move(rewritten, path)
     with VideoReader(path) as reader:
         assert not preview_ready(engine, reader.info, 0, 0, SIZE)
+
+
+def test_a_source_that_seeks_slowly_gets_its_keyframes_prepared_in_reading_order(engine, clip, store, monkeypatch):
+    # a long-GOP original before its proxy is made: a seek decodes from the clip's keyframe, up to 1 s at 1080p
+    keyframes = plan_keyframes(clip, FAST, 0, 28).keyframes  # the shots measured, as the app's scan does
+    with VideoReader(clip) as reader:
+        seeks, seek = [], reader._seek
+        monkeypatch.setattr(reader, "_seek", lambda index: (seeks.append(index), seek(index)))
+        first = preview_frame(engine, reader, 14, size=SIZE)[0]  # the scrub the preparation follows
+        position, seeks[:], scrubbed = reader.position, [], set(ready(engine, clip))
+        made = []
+        while prepare_previews(engine, reader, 14, size=SIZE, in_order=True):
+            new = set(ready(engine, clip)) - set(made) - scrubbed
+            assert len(new) == 1, new  # one keyframe a step, no frame between
+            made.extend(new)
+        assert scrubbed == {12, 14, 16}  # its two keyframes kept
+        missing = [k for k in keyframes if k not in scrubbed]
+        assert made == [k for k in missing if k >= position] + [k for k in missing if k < position]
+        assert seeks == [0]  # once, to the start, after the clip's end: the rest decoded on
+        assert set(ready(engine, clip)) == set(keyframes) | {14}
+        prepared = {k: preview_frame(engine, reader, k, size=SIZE)[0] for k in keyframes}
+        store.items.clear()
+        store.nbytes = 0
+        for k in keyframes:  # the same frames a scrub makes without preparation
+            assert np.array_equal(prepared[k], preview_frame(engine, reader, k, size=SIZE)[0]), k
+        assert np.array_equal(first, preview_frame(engine, reader, 14, size=SIZE)[0])
+
+
+def test_reading_in_order_waits_for_the_shots_and_stops_within_a_frame_when_cancelled(engine, clip, store, tmp_path):
+    unscanned = tmp_path / "unscanned.mp4"
+    unscanned.write_bytes(clip.read_bytes())
+    with VideoReader(unscanned) as reader:
+        assert prepare_previews(engine, reader, 3, size=SIZE, in_order=True) is False  # a plan would read the clip
+        assert reader.position == -1  # and nothing was read
+        plan_keyframes(unscanned, FAST, 0, 28)
+        token = CancelToken()
+        token.cancel()
+        with pytest.raises(CancelledError):
+            prepare_previews(engine, reader, 3, token, size=SIZE, in_order=True)
+        assert ready(engine, unscanned) == []
+        assert prepare_previews(engine, reader, 3, size=SIZE, in_order=True) is True
+        assert ready(engine, unscanned) == [0]  # nothing open: from the clip's start

@@ -269,6 +269,7 @@ class MainWindow(QMainWindow):
         self.state.clip_changed.connect(lambda _: self.proxy_label.setText(""))
         self.state.clip_changed.connect(self.proxies.start)
         self.proxies.proxy_ready.connect(self.preview.set_proxy)
+        self.proxies.shots_scanned.connect(self.preview.prepare_while_idle)
         self.proxies.progress_changed.connect(lambda done, total: self.proxy_label.setText(f"scrub proxy {100 * done // total}%"))
         self.preview.proxy_changed.connect(lambda proxy: self.proxy_label.setText("scrub proxy ready" if proxy else ""))
         self.compare.mode_changed.connect(lambda mode: self.actions[f"mode_{mode}"].setChecked(True))

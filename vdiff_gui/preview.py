@@ -92,6 +92,7 @@ class PreviewController(QObject):
         self.playing = playing
         if playing:
             self._on_user_moved()
+            self.worker.stop_preparing()  # playback shows rendered frames only, and its decoding needs the cores
             self.dropped, self._due = 0, None
             self.dropped_changed.emit(0)
             fps = float(self.state.info.fps) if self.state.info is not None else 24.0
@@ -116,7 +117,12 @@ class PreviewController(QObject):
         self.proxy = (Path(path), width)
         self.slicer.set_proxy(path, width)
         self.proxy_changed.emit(self.proxy)
-        if not self.playing and not self.rendering:  # frames now read cheaply out of order: prepare previews
+        self.prepare_while_idle(info)  # frames now read cheaply out of order: in-betweens too
+
+    def prepare_while_idle(self, info) -> None:
+        """Let the worker prepare previews around the playhead of `info` (ignored if another clip was opened
+        since), e.g. once its shots are measured: keyframe plans then read nothing."""
+        if info is self.state.info and not self.playing and not self.rendering:
             self.worker.prepare_around(info, self.state.params, self.state.frame, self.state.in_point, self.box,
                                        self.proxy)
 

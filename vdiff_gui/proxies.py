@@ -34,6 +34,7 @@ NICENESS = 10  # the scan thread and the proxy's process yield the cores to prev
 class ProxyMaker(QObject):
     proxy_ready = Signal(object, str, int)  # the VideoInfo it is for, the proxy's path, its width
     progress_changed = Signal(int, int)  # frames done, total
+    shots_scanned = Signal(object)  # the VideoInfo whose shots are measured: keyframe plans read nothing now
 
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
@@ -80,6 +81,7 @@ class ProxyMaker(QObject):
         try:  # a few seconds even at 1080p
             scan_clip(info.path, token)
             scanned.set()
+            self.shots_scanned.emit(info)
         except CancelledError:
             pass
         except Exception:  # a preview scans what it needs itself

@@ -172,6 +172,12 @@ class RenderWorker(QThread):
         with self._cond:
             self._prepare_if_idle(PreviewRequest(info, params, index, start, box, proxy))
 
+    def stop_preparing(self) -> None:
+        """No idle work until the next preview or prepare_around (playback needs the cores to decode ahead)."""
+        with self._cond:
+            if self._ahead is not None:
+                self._stop_ahead()
+
     def submit_render(self, request: RenderRequest) -> None:
         """Queue a render (with request.output set: an export). Runs before any pending preview."""
         with self._cond:
@@ -228,8 +234,7 @@ class RenderWorker(QThread):
 
     def _prepare_if_idle(self, request: PreviewRequest) -> None:
         """(holding the lock) Idle work around `request`'s frame, unless another request waits."""
-        if (self._preview is None and self._render is None and not self._stopping and self.idle_previews
-                and _reads_cheaply(request)):
+        if self._preview is None and self._render is None and not self._stopping and self.idle_previews:
             self._stop_ahead()
             self._ahead = request
             self._cond.notify_all()
@@ -408,9 +413,10 @@ class RenderWorker(QThread):
             engine = self._engine
             if engine is None or self._engine_params != request.params:
                 return  # no model is loaded for idle work; the finally ends it
+            # a long-GOP original (its proxy not made yet) seeks up to a second a frame: keyframes read in order
             more = prepare_previews(engine, self._preview_reader(request), request.index, token,
                                     self._entry_of(request.info, engine, request.start), request.start,
-                                    self._preview_size(request), request.info)
+                                    self._preview_size(request), request.info, in_order=not _reads_cheaply(request))
         except CancelledError:
             more = True  # a request came and set what comes next
         except Exception:  # background work: the next preview reports what is wrong
@@ -553,7 +559,7 @@ def _proxy_serves(request: PreviewRequest, box: tuple[int, int] | None = None) -
 
 def _reads_cheaply(request: PreviewRequest) -> bool:
     """Frames of the request's clip read out of order in milliseconds: from its scrubbing proxy, or a source
-    that seeks cheaply enough to need none. A long-GOP original costs up to a second a seek: no idle work on it."""
+    that seeks cheaply enough to need none. A long-GOP original costs up to a second a seek: read in order."""
     return _proxy_serves(request) or proxy_size(request.info) is None
 
 

@@ -164,6 +164,32 @@ def prepare_near(engine: Engine, reader, playhead: int, cancel: CancelToken | No
     return False
 
 
+def prepare_in_order(engine: Engine, reader, playhead: int, cancel: CancelToken | None = None,
+                     entry: CacheEntry | None = None, start: int = 0, size: tuple[int, int] | None = None,
+                     source_info=None) -> bool:
+    """prepare_near for a reader whose seeks are slow (a long-GOP original while its proxy is made): make
+    the next keyframe not kept yet after where `reader` is, decoding on to it (VideoReader.advance), then
+    from the range's start once the clip's end is reached; no in-betweens (those read frames all over the
+    clip). False when every keyframe is kept or has no room, or the clip's shots are not measured yet (the
+    plan would read the clip). Raises CancelledError when `cancel` is (within milliseconds)."""
+    maker = _Maker(engine, reader, playhead, cancel, entry, None, start, size, source_info)
+    plan = plan_if_scanned(maker.info.path, engine.params, maker.start, maker.info.frame_count)
+    if plan is None:
+        return False
+    maker.plan = plan
+    rendered = maker.entry.indices() if maker.entry is not None else set()
+    width, height = maker.out
+    missing = [k for k in plan.keyframes if k >= maker.start and k not in rendered and maker.kept("key", k) is None
+               and _frames.room_for(maker.setting, k, width * height * 3 * 2)]
+    if not missing:
+        return False
+    here = reader.position
+    k = next((k for k in missing if k >= here), missing[0]) if here >= 0 else missing[0]
+    reader.advance(k, maker.cancel)
+    maker.keyframe(k)
+    return maker.kept("key", k) is not None
+
+
 def _setting(engine: Engine, path, start: int, size) -> tuple:
     """What prepared frames depend on; the file's size and time: a clip rewritten in place is another clip."""
     try:

@@ -11,7 +11,7 @@ from typing import Iterator
 import av
 import numpy as np
 
-from pipeline.errors import BadInputError
+from pipeline.errors import BadInputError, CancelledError
 from pipeline.profile import stage_iter
 from pipeline.video.probe import VideoInfo, open_container, probe
 
@@ -159,6 +159,32 @@ class VideoReader:
         if image is None:
             image = self._nearest_cached(index)
         return image
+
+    @property
+    def position(self) -> int:
+        """The frame the open decoder gives next, which frame() reads without seeking (-1: none open)."""
+        return self._next_index if self._decoder is not None else -1
+
+    def advance(self, index: int, cancel=None) -> None:
+        """Decode on, without converting a frame or seeking, until the next frame is `index` (or the clip
+        ends): how a long-GOP source is read in order far ahead, where a seek decodes from its keyframe,
+        up to a second at 1080p. Opens the clip at its start when nothing is open or `index` lies behind."""
+        def cancelled() -> bool:
+            return cancel is not None and cancel.cancelled
+
+        if cancelled():
+            raise CancelledError()
+        if self._decoder is None or index < self._next_index:
+            self._seek(0)
+            if index <= 0:
+                return
+        while self._next_index < index:
+            if cancelled():
+                raise CancelledError()
+            got = next(self._decoder, None)
+            if got is None:
+                return
+            self._next_index = got[0] + 1
 
     def _seek(self, index: int) -> None:
         if self._container is not None:

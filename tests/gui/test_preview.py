@@ -222,3 +222,79 @@ def test_a_scrub_while_previews_are_prepared_is_answered(window, qtbot, sample_c
         window.state.set_frame(index)
         wait_stylized(qtbot, window, index)
     qtbot.waitUntil(lambda: not window.worker.preparing, timeout=60000)
+
+
+@pytest.fixture(scope="module")
+def long_gop_clip(tmp_path_factory):
+    """48 frames 640x360 in one GOP: out of order, each frame is decoded from the clip's start."""
+    from pipeline.footage import make_footage_clip
+
+    return make_footage_clip(tmp_path_factory.mktemp("gop") / "gop.mp4", frames=48, width=640, height=360, gop=240,
+                             audio=False)
+
+
+def test_before_its_proxy_a_long_gop_clip_gets_its_keyframes_prepared(window, qtbot, long_gop_clip, monkeypatch):
+    # reading its original out of order costs a seek from the clip's start a frame: keyframes in reading order
+    from pipeline.engines import create_engine
+    from pipeline.keyframes import plan_keyframes
+    from pipeline.keyframes.preview import prepared
+    from pipeline.render import preview_frame
+    from vdiff_gui.frame_slicer import fit_within
+
+    clip = long_gop_clip
+    shrink_views(qtbot, window, monkeypatch)
+    window.proxies.enabled = False  # the proxy never comes: the original is read throughout
+    open_clip(qtbot, window, clip)
+    wait_stylized(qtbot, window, 0)
+    info, params = window.state.info, window.state.params
+    size = fit_within(info.width, info.height, window.preview.box)
+    qtbot.waitUntil(window.proxies.scanned, timeout=30000)
+    qtbot.waitUntil(lambda: not window.worker.preparing, timeout=60000)
+    engine = create_engine(params)
+    keyframes = plan_keyframes(clip, params, 0, info.frame_count).keyframes
+    assert all(prepared(engine, clip, k, 0, size) for k in keyframes)
+    between = next(i for i in range(info.frame_count) if i not in keyframes and i > 24)
+    assert not prepared(engine, clip, between, 0, size)  # frames between wait for cheap reads
+    drafts = []
+    window.worker.preview_draft.connect(lambda index, image, params: drafts.append(index))
+    window.state.set_frame(between)
+    wait_stylized(qtbot, window, between)
+    assert drafts == []  # its two keyframes kept: one in-between, no draft
+    engine.prepare()
+    with VideoReader(clip) as reader:
+        expected = preview_frame(engine, reader, between, size=size)[0]
+    engine.close()
+    assert np.array_equal(shown_pixels(window.compare.after_view), expected)
+
+
+def test_playing_stops_the_idle_preparation_and_stopping_resumes_it(window, qtbot, long_gop_clip, monkeypatch):
+    from pipeline.engines import create_engine
+    from pipeline.keyframes import plan_keyframes
+    from pipeline.keyframes import preview as keyframe_previews
+    from pipeline.keyframes.preview import prepared
+    from vdiff_gui.frame_slicer import fit_within
+
+    monkeypatch.setenv("VDIFF_NO_AUDIO", "1")
+    shrink_views(qtbot, window, monkeypatch)
+    window.proxies.enabled = False
+    open_clip(qtbot, window, long_gop_clip)
+    wait_stylized(qtbot, window, 0)
+    qtbot.waitUntil(window.proxies.scanned, timeout=30000)
+    info, params, preview = window.state.info, window.state.params, window.preview
+    size, engine = fit_within(info.width, info.height, preview.box), create_engine(params)
+    keyframes = plan_keyframes(long_gop_clip, params, 0, info.frame_count).keyframes
+
+    def kept() -> int:
+        return sum(prepared(engine, long_gop_clip, k, 0, size) for k in keyframes)
+
+    qtbot.waitUntil(lambda: not window.worker.preparing, timeout=60000)  # what the scan's end started
+    monkeypatch.setattr(keyframe_previews, "_frames", keyframe_previews.PreviewFrames())  # from nothing again
+    window.worker.prepare_around(info, params, 0, 0, preview.box, preview.proxy)
+    window.actions["play"].trigger()  # playback shows rendered frames only: its decoding gets the cores
+    qtbot.waitUntil(lambda: not window.worker.preparing, timeout=2000)
+    during = kept()
+    qtbot.wait(300)
+    assert kept() == during
+    window.actions["play"].trigger()
+    qtbot.waitUntil(lambda: kept() == len(keyframes), timeout=60000)  # the paused frame's preview resumes it
+    assert during < len(keyframes)
