@@ -5,6 +5,7 @@
     python bench/scrub.py --clip 1080p             # 1920x1080, 10 s, 24 fps, a keyframe every 10 s (phones, cameras)
     python bench/scrub.py --clip 1080p --prepared  # scrubs once the app has prepared previews while idle
     python bench/scrub.py --clip 1080p --idle 15   # scrubs 15 s after the proxy (the preparation part-way)
+    python bench/scrub.py --clip 1080p --early     # scrubs while the proxy is made (the original is read)
     python bench/scrub.py --clip 1080p --before /tmp/vdiff-before --rounds 4
         # side by side: another checkout (a `git worktree add` of an older commit) and this one, in alternated
         # processes (A B B A ...), on the same clip; writes bench/results/scrub-1080p.json
@@ -102,7 +103,7 @@ def open_window(prefix: str):
 
 
 def measure(clip: Path, scrubs: int, seed: int, skip: set[int] = frozenset(), prepared: bool = False,
-            idle: float = 0.0) -> dict:
+            idle: float = 0.0, early: bool = False) -> dict:
     """Scrub `scrubs` random frames of `clip` in a window of the vdiff found first on sys.path; with
     `prepared`, once the app's idle work (previews prepared around the playhead) is over; with `idle`,
     that many seconds after the proxy (a user who looked at one frame meanwhile)."""
@@ -176,13 +177,14 @@ def measure(clip: Path, scrubs: int, seed: int, skip: set[int] = frozenset(), pr
         preview = window.preview
         makes_proxies = hasattr(preview, "proxy") and hasattr(window, "proxies")
         proxy_s = None
-        if makes_proxies and window.proxies.enabled and _needs_proxy(window.state.info):
+        if makes_proxies and window.proxies.enabled and _needs_proxy(window.state.info) and not early:
             heart.into = proxy_gaps
             if not await spin_until(lambda: preview.proxy is not None, 900.0):
                 raise SystemExit("the scrubbing proxy was not made within 900 s")
             heart.into = None
             proxy_s = time.perf_counter() - opened
-        await spin_until(lambda: False, 2.0 + idle)  # let the thumbnails and the first paint settle
+        if not early:
+            await spin_until(lambda: False, 2.0 + idle)  # let the thumbnails and the first paint settle
         prepare_s = None
         if prepared and hasattr(window.worker, "preparing"):  # a user who looked at the frame for a while
             began = time.perf_counter()
@@ -214,7 +216,7 @@ def measure(clip: Path, scrubs: int, seed: int, skip: set[int] = frozenset(), pr
                 "max_gap_while_opening_ms": max((g for g, *_ in opening_gaps), default=None),
                 "max_own_gap_while_opening_ms": max((g - w for g, w, _ in opening_gaps), default=None),
                 "max_own_gap_while_opening_began_s": _began_s(opening_gaps, opened),
-                "frames_shown": sorted(shown)}
+                "frames_shown": sorted(shown), "proxy_at_end": makes_proxies and preview.proxy is not None}
 
     try:
         result = loop.run_until_complete(scrubs_in_the_app())
@@ -294,7 +296,7 @@ def one_side(args) -> dict:
     folder = Path(args.clip_dir or tempfile.mkdtemp(prefix="vdiff-scrub-clip-"))
     folder.mkdir(parents=True, exist_ok=True)
     clip = Path(args.clip_path) if args.clip_path else make_named_clip(args.clip, folder)
-    run = measure(clip, args.scrubs, args.seed, prepared=args.prepared, idle=args.idle)
+    run = measure(clip, args.scrubs, args.seed, prepared=args.prepared, idle=args.idle, early=args.early)
     return {
         "comparison": "3 scrub latency",
         "source": CLIPS[args.clip],
@@ -306,6 +308,7 @@ def one_side(args) -> dict:
         "busy_processes": args.busy,
         "scrubbed": _when(args),
         "prepared_s": None if run.get("prepare_s") is None else round(run["prepare_s"], 1),
+        "proxy_at_end": run.get("proxy_at_end"),
         "target": "p50 <= 100 ms, p95 <= 150 ms (1080p)" if args.clip == "1080p" else "p50 <= 150 ms",
         "latencies_ms": [round(v, 1) for v in sorted(run["latencies_ms"])],
     }
@@ -319,6 +322,8 @@ def _began_s(gaps: list[tuple[float, float, float]], since: float) -> float | No
 
 
 def _when(args) -> str:
+    if args.early:
+        return "at once after the engine loaded and the shots were scanned, while the proxy is made"
     if args.prepared:
         return "after the idle preparation"
     return f"{args.idle:g} s after the proxy is ready" if args.idle else "as soon as the proxy is ready"
@@ -367,6 +372,7 @@ def side_by_side(args) -> dict:
         for side in order:
             options = ["--scrubs", str(args.scrubs), "--seed", str(args.seed + round_), "--idle", str(args.idle)]
             options += ["--prepared"] if args.prepared else []
+            options += ["--early"] if args.early else []
             began = time.perf_counter()
             run = run_worker(Path(__file__), sides[side], clip, options)
             run["wall_s"] = round(time.perf_counter() - began, 1)
@@ -390,6 +396,7 @@ def side_by_side(args) -> dict:
                         "proxy_ready_s": [run["proxy_s"] and round(run["proxy_s"], 1) for run in side_runs],
                         **_proxy_gaps(side_runs),
                         "prepared_s": [run.get("prepare_s") and round(run["prepare_s"], 1) for run in side_runs],
+                        "proxy_at_end": [run.get("proxy_at_end") for run in side_runs],
                         "latencies_ms": [round(v, 1) for v in latencies]}
     result["p50_ratio"] = round(result["before"]["p50_ms"] / result["after"]["p50_ms"], 1)
     result["target"] = "p50 <= 100 ms and p95 <= 150 ms"
@@ -407,6 +414,8 @@ def main() -> int:
     parser.add_argument("--json", action="store_true", help="print the result as one JSON line")
     parser.add_argument("--prepared", action="store_true",
                         help="scrub once the app has prepared previews around the playhead while idle (its time is reported)")
+    parser.add_argument("--early", action="store_true",
+                        help="scrub at once, while the proxy is made (the original is read; a long-GOP seek is slow)")
     parser.add_argument("--idle", type=float, default=0.0, metavar="SECONDS",
                         help="scrub this long after the proxy is ready (the idle preparation runs meanwhile)")
     parser.add_argument("--busy", type=int, default=0, metavar="N",
@@ -417,7 +426,8 @@ def main() -> int:
     args = parser.parse_args()
     if args.worker:  # one side of a side-by-side run: the raw figures as one JSON line
         sys.path.insert(0, str(Path(args.root).resolve()))
-        result = measure(Path(args.clip_path), args.scrubs, args.seed, prepared=args.prepared, idle=args.idle)
+        result = measure(Path(args.clip_path), args.scrubs, args.seed, prepared=args.prepared, idle=args.idle,
+                         early=args.early)
         import vdiff_gui
 
         result["code"] = str(Path(vdiff_gui.__file__).resolve().parent.parent)  # which checkout was measured
@@ -437,6 +447,7 @@ def main() -> int:
         for process in busy:
             process.kill()
     suffix = ("-prepared" if args.prepared else "") + (f"-idle{args.idle:g}" if args.idle else "")
+    suffix += "-early" if args.early else ""
     suffix += f"-busy{args.busy}" if args.busy else ""
     out = ROOT / "bench" / "results" / f"{name}{suffix}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
