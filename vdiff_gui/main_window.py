@@ -264,6 +264,7 @@ class MainWindow(QMainWindow):
         self.documents.clip_opened.connect(self._on_clip_opened)
         self.documents.project_saved.connect(lambda _: self._update_title())
         self.playback.playing_changed.connect(self.preview.set_playing)
+        self.playback.sound_unavailable.connect(lambda text: self.banner.show_message(text, "info"))
         self.preview.follow_changed.connect(self.actions["follow_render"].setChecked)
         self.preview.dropped_changed.connect(lambda n: self.dropped_label.setText(f"dropped {n}" if n else ""))
         self.state.clip_changed.connect(lambda _: self.proxy_label.setText(""))

@@ -20,6 +20,7 @@ import ctypes
 import importlib.util
 import logging
 import os
+import re
 import threading
 from pathlib import Path
 
@@ -103,6 +104,19 @@ def _put_qt_message_handler_back(handler) -> None:
 def library_files(plugin_folders: list[str]) -> list[str]:
     """What the preload maps: the QtMultimedia extension module, then the media plugins."""
     return _module_file() + _media_plugins(plugin_folders)
+
+
+_MISSING_LIBRARY = re.compile(r"(lib[\w.+-]+?\.so(?:\.\d+)*): cannot open shared object file")
+OWN_LIBRARY_PREFIXES = ("libQt6", "libpyside6", "libshiboken6")  # shipped with PySide6 (and in the bundle)
+
+
+def missing_system_library(why: str) -> str | None:
+    """The library of the system (not Qt's own) that a failed load names as missing, e.g. libpulse.so.0 on
+    a server with no sound stack: that machine plays without sound, and a bundle is not broken by it."""
+    found = _MISSING_LIBRARY.search(why)
+    if found is None or found.group(1).startswith(OWN_LIBRARY_PREFIXES):
+        return None
+    return found.group(1)
 
 
 def _module_file() -> list[str]:

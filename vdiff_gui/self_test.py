@@ -220,12 +220,15 @@ async def _checks(window, folder: Path) -> str:
 
 async def _playback_sound() -> str:
     """QtMultimedia and a media plugin loaded for playback (a bundle missing them would play silently)."""
-    from vdiff_gui.multimedia_preload import preload_outcome
+    from vdiff_gui.multimedia_preload import missing_system_library, preload_outcome
     from vdiff_gui.tasks import run_blocking
 
     if os.environ.get("VDIFF_NO_AUDIO"):
         return "playback sound off (VDIFF_NO_AUDIO)"
     loaded, why = await run_blocking(preload_outcome, 60.0)
+    missing = None if loaded else missing_system_library(why)
+    if missing is not None:  # the machine's, not the bundle's: the app plays the picture alone and says why
+        return f"playback sound off (this machine has no {missing})"
     _expect(loaded, f"playback would have no sound: {why}")
     return "playback sound loaded"
 

@@ -15,7 +15,7 @@ import os
 
 from PySide6.QtCore import QCoreApplication, QElapsedTimer, QObject, Qt, QTimer, QUrl, Signal
 
-from vdiff_gui.multimedia_preload import preload_multimedia
+from vdiff_gui.multimedia_preload import missing_system_library, preload_multimedia
 from vdiff_gui.project_state import ProjectState
 
 log = logging.getLogger(__name__)
@@ -29,6 +29,7 @@ _audio_unavailable = False  # QtMultimedia failed to load once: do not try again
 class PlaybackController(QObject):
     playing_changed = Signal(bool)
     rate_changed = Signal(float)
+    sound_unavailable = Signal(str)  # once: why playback has no sound on this machine, for the window to say
 
     def __init__(self, state: ProjectState, parent: QObject | None = None):
         super().__init__(parent)
@@ -198,9 +199,21 @@ class PlaybackController(QObject):
             global _audio_unavailable
             log.warning("no audio playback (%s); playing video only", exc)
             _audio_unavailable = True
+            self.sound_unavailable.emit(sound_unavailable_text(str(exc)))
             return False
         self._player = QMediaPlayer(self)
         self._audio_output = QAudioOutput(self)
         self._player.setAudioOutput(self._audio_output)
         self._player.errorOccurred.connect(lambda error, text: log.warning("audio playback: %s", text))
         return True
+
+
+def sound_unavailable_text(why: str) -> str:
+    """What the window says when QtMultimedia cannot load: the missing library and the package that has it."""
+    missing = missing_system_library(why)
+    if missing is not None and missing.startswith("libpulse"):
+        return (f"Playback has no sound: this system lacks {missing}, PulseAudio's client library "
+                "(Debian and Ubuntu: apt install libpulse0). Video plays without it; exports keep their audio.")
+    if missing is not None:
+        return f"Playback has no sound: this system lacks {missing}. Video plays without it; exports keep their audio."
+    return f"Playback has no sound: {why}. Video plays without it; exports keep their audio."
