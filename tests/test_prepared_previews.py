@@ -243,3 +243,16 @@ def test_reading_in_order_waits_for_the_shots_and_stops_within_a_frame_when_canc
         assert ready(engine, unscanned) == []
         assert prepare_previews(engine, reader, 3, size=SIZE, in_order=True) is True
         assert ready(engine, unscanned) == [0]  # nothing open: from the clip's start
+
+
+def test_reading_in_order_stops_when_the_memory_holds_only_nearer_frames(engine, clip, store):
+    store.budget = 64 * 36 * 3 * 2 * 4  # four keyframes' worth (each counts its source, image and small source)
+    plan_keyframes(clip, FAST, 0, 28)
+    with VideoReader(clip) as reader:
+        steps = 0
+        while prepare_previews(engine, reader, 20, size=SIZE, in_order=True):
+            steps += 1
+            assert steps < 10
+        kept = ready(engine, clip)
+    assert kept and store.nbytes <= store.budget
+    assert max(abs(k - 20) for k in kept) <= 8  # from 0 on, the far ones gave way to those nearer frame 20

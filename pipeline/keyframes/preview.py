@@ -14,6 +14,7 @@ one in-between (about a third of a keyframe's network run), so the keyframes ser
 
 from __future__ import annotations
 
+import bisect
 import os
 import threading
 from dataclasses import dataclass
@@ -179,15 +180,16 @@ def prepare_in_order(engine: Engine, reader, playhead: int, cancel: CancelToken 
     maker.plan = plan
     rendered = maker.entry.indices() if maker.entry is not None else set()
     width, height = maker.out
-    missing = [k for k in plan.keyframes if k >= maker.start and k not in rendered and maker.kept("key", k) is None
-               and _frames.room_for(maker.setting, k, width * height * 3 * 2)]
-    if not missing:
-        return False
-    here = reader.position
-    k = next((k for k in missing if k >= here), missing[0]) if here >= 0 else missing[0]
-    reader.advance(k, maker.cancel)
-    maker.keyframe(k)
-    return maker.kept("key", k) is not None
+    keys = [k for k in plan.keyframes if k >= maker.start]
+    at = bisect.bisect_left(keys, reader.position) if reader.position >= 0 else 0
+    for reading_order in (keys[at:], keys[:at]):  # on from the decoder, then from the start
+        k = next((k for k in reading_order if k not in rendered and maker.kept("key", k) is None), None)
+        # the memory is asked once a segment: a long clip has thousands of keyframes
+        if k is not None and _frames.room_for(maker.setting, k, width * height * 3 * 2):
+            reader.advance(k, maker.cancel)
+            maker.keyframe(k)
+            return maker.kept("key", k) is not None
+    return False
 
 
 def _setting(engine: Engine, path, start: int, size) -> tuple:
