@@ -107,14 +107,16 @@ def library_files(plugin_folders: list[str]) -> list[str]:
 
 
 _MISSING_LIBRARY = re.compile(r"(lib[\w.+-]+?\.so(?:\.\d+)*): cannot open shared object file")
-OWN_LIBRARY_PREFIXES = ("libQt6", "libpyside6", "libshiboken6")  # shipped with PySide6 (and in the bundle)
+# the sound stack's client libraries, which QtMultimedia takes from the system; everything else it needs
+# (Qt's own, FFmpeg's) ships with PySide6 and in the bundle, so missing there means a broken install
+SYSTEM_SOUND_LIBRARIES = ("libpulse.", "libpulse-", "libasound.")
 
 
 def missing_system_library(why: str) -> str | None:
-    """The library of the system (not Qt's own) that a failed load names as missing, e.g. libpulse.so.0 on
-    a server with no sound stack: that machine plays without sound, and a bundle is not broken by it."""
+    """The system's sound library that a failed load names as missing, e.g. libpulse.so.0 on a server with
+    no sound stack: that machine plays without sound, and a bundle is not broken by it. None otherwise."""
     found = _MISSING_LIBRARY.search(why)
-    if found is None or found.group(1).startswith(OWN_LIBRARY_PREFIXES):
+    if found is None or not found.group(1).startswith(SYSTEM_SOUND_LIBRARIES):
         return None
     return found.group(1)
 

@@ -18,6 +18,7 @@ LIBPULSE_MISSING = "libpulse.so.0: cannot open shared object file: No such file 
 def test_the_missing_system_library_is_named_and_qts_own_count_as_the_bundles():
     assert missing_system_library(f"PySide6.QtMultimedia did not load: ImportError: {LIBPULSE_MISSING}") == "libpulse.so.0"
     assert missing_system_library("libQt6Multimedia.so.6: cannot open shared object file: No such file") is None
+    assert missing_system_library("libavcodec.so.61: cannot open shared object file: No such file") is None  # PySide6's
     assert missing_system_library("the media plugin libffmpegmediaplugin.so did not load: invalid ELF header") is None
     assert "apt install libpulse0" in sound_unavailable_text(LIBPULSE_MISSING)
     assert "libasound.so.2" in sound_unavailable_text(LIBPULSE_MISSING.replace("libpulse.so.0", "libasound.so.2"))

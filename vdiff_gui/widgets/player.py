@@ -214,6 +214,7 @@ def sound_unavailable_text(why: str) -> str:
     if missing is not None and missing.startswith("libpulse"):
         return (f"Playback has no sound: this system lacks {missing}, PulseAudio's client library "
                 "(Debian and Ubuntu: apt install libpulse0). Video plays without it; exports keep their audio.")
-    if missing is not None:
-        return f"Playback has no sound: this system lacks {missing}. Video plays without it; exports keep their audio."
+    if missing is not None:  # ALSA's
+        return (f"Playback has no sound: this system lacks {missing} (Debian and Ubuntu: apt install libasound2). "
+                "Video plays without it; exports keep their audio.")
     return f"Playback has no sound: {why}. Video plays without it; exports keep their audio."
