@@ -107,18 +107,29 @@ def library_files(plugin_folders: list[str]) -> list[str]:
 
 
 _MISSING_LIBRARY = re.compile(r"(lib[\w.+-]+?\.so(?:\.\d+)*): cannot open shared object file")
-# the sound stack's client libraries, which QtMultimedia takes from the system; everything else it needs
-# (Qt's own, FFmpeg's) ships with PySide6 and in the bundle, so missing there means a broken install
-SYSTEM_SOUND_LIBRARIES = ("libpulse.", "libpulse-", "libasound.")
+# the sound stack's client libraries, which QtMultimedia takes from the system: what each is, and its Debian
+# package; everything else it needs (Qt's own, FFmpeg's) ships with PySide6 and in the bundle
+SYSTEM_SOUND_LIBRARIES = {"libpulse": ("PulseAudio's client library", "libpulse0"),
+                          "libasound": ("ALSA's library", "libasound2")}
 
 
 def missing_system_library(why: str) -> str | None:
     """The system's sound library that a failed load names as missing, e.g. libpulse.so.0 on a server with
     no sound stack: that machine plays without sound, and a bundle is not broken by it. None otherwise."""
     found = _MISSING_LIBRARY.search(why)
-    if found is None or not found.group(1).startswith(SYSTEM_SOUND_LIBRARIES):
-        return None
-    return found.group(1)
+    return found.group(1) if found is not None and _sound_library(found.group(1)) is not None else None
+
+
+def missing_library_hint(library: str) -> str:
+    """What a missing system sound library is and the package that has it, for a message."""
+    what, package = SYSTEM_SOUND_LIBRARIES[_sound_library(library)]
+    return f"{what} (Debian and Ubuntu: apt install {package})"
+
+
+def _sound_library(library: str) -> str | None:
+    """Its entry in SYSTEM_SOUND_LIBRARIES: libpulse.so.0 and libpulse-simple.so.0 are PulseAudio's."""
+    stem = library.split(".so")[0]
+    return next((name for name in SYSTEM_SOUND_LIBRARIES if stem == name or stem.startswith(name + "-")), None)
 
 
 def _module_file() -> list[str]:

@@ -149,13 +149,12 @@ def prepare_near(engine: Engine, reader, playhead: int, cancel: CancelToken | No
     maker = _Maker(engine, reader, playhead, cancel, entry, None, start, size, source_info)
     plan = maker.plan_to(maker.info.frame_count)
     rendered = maker.entry.indices() if maker.entry is not None else set()
-    width, height = maker.out
     for kind, index in _reach_order(plan, playhead, maker.start, maker.info.frame_count):
         if maker.kept(kind, index) is not None or (kind == "frame" and maker.kept("key", index) is not None):
             continue
         if index in rendered:
             continue
-        if not _frames.room_for(maker.setting, index, width * height * 3 * (2 if kind == "key" else 1)):
+        if not maker.room_for(kind, index):
             continue
         if kind == "key":
             maker.keyframe(index)
@@ -179,13 +178,12 @@ def prepare_in_order(engine: Engine, reader, playhead: int, cancel: CancelToken 
         return False
     maker.plan = plan
     rendered = maker.entry.indices() if maker.entry is not None else set()
-    width, height = maker.out
     keys = [k for k in plan.keyframes if k >= maker.start]
     at = bisect.bisect_left(keys, reader.position) if reader.position >= 0 else 0
     for reading_order in (keys[at:], keys[:at]):  # on from the decoder, then from the start
         k = next((k for k in reading_order if k not in rendered and maker.kept("key", k) is None), None)
         # the memory is asked once a segment: a long clip has thousands of keyframes
-        if k is not None and _frames.room_for(maker.setting, k, width * height * 3 * 2):
+        if k is not None and maker.room_for("key", k):
             reader.advance(k, maker.cancel)
             maker.keyframe(k)
             return maker.kept("key", k) is not None
@@ -234,6 +232,11 @@ class _Maker:
 
     def kept(self, kind: str, index: int):
         return _frames.get(self.setting, kind, index)
+
+    def room_for(self, kind: str, index: int) -> bool:
+        """The memory would keep it: a keyframe counts twice (its source and its stylized frame)."""
+        width, height = self.out
+        return _frames.room_for(self.setting, index, width * height * 3 * (2 if kind == "key" else 1))
 
     def source(self, i: int) -> np.ndarray:
         frame = self.reader.frame(i)

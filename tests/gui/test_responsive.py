@@ -22,6 +22,7 @@ from pipeline.footage import make_footage_clip
 
 pytestmark = pytest.mark.gui
 
+
 @pytest.fixture(autouse=True)
 def no_garbage_of_earlier_tests():
     """Collect what earlier tests left (their windows, engines) before measuring: a cyclic collection of it

@@ -15,7 +15,7 @@ import os
 
 from PySide6.QtCore import QCoreApplication, QElapsedTimer, QObject, Qt, QTimer, QUrl, Signal
 
-from vdiff_gui.multimedia_preload import missing_system_library, preload_multimedia
+from vdiff_gui.multimedia_preload import missing_library_hint, missing_system_library, preload_multimedia
 from vdiff_gui.project_state import ProjectState
 
 log = logging.getLogger(__name__)
@@ -211,10 +211,5 @@ class PlaybackController(QObject):
 def sound_unavailable_text(why: str) -> str:
     """What the window says when QtMultimedia cannot load: the missing library and the package that has it."""
     missing = missing_system_library(why)
-    if missing is not None and missing.startswith("libpulse"):
-        return (f"Playback has no sound: this system lacks {missing}, PulseAudio's client library "
-                "(Debian and Ubuntu: apt install libpulse0). Video plays without it; exports keep their audio.")
-    if missing is not None:  # ALSA's
-        return (f"Playback has no sound: this system lacks {missing} (Debian and Ubuntu: apt install libasound2). "
-                "Video plays without it; exports keep their audio.")
-    return f"Playback has no sound: {why}. Video plays without it; exports keep their audio."
+    cause = why if missing is None else f"this system lacks {missing}, {missing_library_hint(missing)}"
+    return f"Playback has no sound: {cause}. Video plays without it; exports keep their audio."
