@@ -161,12 +161,13 @@ def probe(path: str | Path) -> VideoInfo:
         audio = tuple(_audio_info(a, spans.get(a.index)) for a in container.streams.audio)
         pix_fmt = ctx.format.name if ctx.format else "unknown"
         codec = ctx.name
+        # read while the container is open: closing it frees the structs stream and ctx point into
+        fps = _frame_rate(stream, pts, time_base)
+        width, height = ctx.width, ctx.height
 
-    fps = _frame_rate(stream, pts, time_base)
     deltas = {b - a for a, b in zip(pts, pts[1:])}
     steps = deltas - {0}  # equal timestamps (duplicate packets) are frames too, but not a frame's length
     last = pts[-1] - pts[0] + (min(steps) if steps else (1 / fps) / time_base)
-    width, height = ctx.width, ctx.height
     if rotation in (90, 270):
         width, height = height, width
     return VideoInfo(
