@@ -249,10 +249,11 @@ def test_before_its_proxy_a_long_gop_clip_gets_its_keyframes_prepared(window, qt
     info, params = window.state.info, window.state.params
     size = fit_within(info.width, info.height, window.preview.box)
     qtbot.waitUntil(window.proxies.scanned, timeout=30000)
-    qtbot.waitUntil(lambda: not window.worker.preparing, timeout=60000)
     engine = create_engine(params)
     keyframes = plan_keyframes(clip, params, 0, info.frame_count).keyframes
-    assert all(prepared(engine, clip, k, 0, size) for k in keyframes)
+    # the scan's end is posted to the window, which only then starts the preparation: wait for its work
+    qtbot.waitUntil(lambda: all(prepared(engine, clip, k, 0, size) for k in keyframes), timeout=60000)
+    qtbot.waitUntil(lambda: not window.worker.preparing, timeout=10000)  # then it ends
     between = next(i for i in range(info.frame_count) if i not in keyframes and i > 24)
     assert not prepared(engine, clip, between, 0, size)  # frames between wait for cheap reads
     drafts = []
@@ -287,7 +288,8 @@ def test_playing_stops_the_idle_preparation_and_stopping_resumes_it(window, qtbo
     def kept() -> int:
         return sum(prepared(engine, long_gop_clip, k, 0, size) for k in keyframes)
 
-    qtbot.waitUntil(lambda: not window.worker.preparing, timeout=60000)  # what the scan's end started
+    qtbot.waitUntil(lambda: kept() == len(keyframes), timeout=60000)  # what the scan's end started
+    qtbot.waitUntil(lambda: not window.worker.preparing, timeout=10000)
     monkeypatch.setattr(keyframe_previews, "_frames", keyframe_previews.PreviewFrames())  # from nothing again
     window.worker.prepare_around(info, params, 0, 0, preview.box, preview.proxy)
     window.actions["play"].trigger()  # playback shows rendered frames only: its decoding gets the cores
