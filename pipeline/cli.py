@@ -20,6 +20,7 @@ from pipeline.cluster.cli_args import add_cluster_options, cluster_address
 from pipeline.conditioning_args import add_conditioning_options, conditioning_from_args
 from pipeline.editing.cli_args import add_editing_options, editing_params
 from pipeline.errors import VdiffError
+from pipeline.words import count
 
 EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -377,7 +378,7 @@ def _report_finished(event) -> int:
                         for c in verification["checks"] if not c["ok"])
         print(f"vdiff: error: the written file does not match the source: {bad}", file=sys.stderr)
         return EXIT_INTERNAL
-    print(f"wrote {event.output} ({event.total} frames, {event.rendered} rendered, "
+    print(f"wrote {event.output} ({count(event.total, 'frame')}, {event.rendered} rendered, "
           f"{event.seconds:.1f} s; verified: {checks})")
     return EXIT_OK
 
@@ -401,7 +402,7 @@ class ProgressBar:
         self.began = time.perf_counter()
         if not self.quiet:
             note = f", {cached} cached" if cached else ""
-            print(f"rendering {self.total} frames on {device}{note}", file=sys.stderr)
+            print(f"rendering {count(self.total, 'frame')} on {device}{note}", file=sys.stderr)
 
     def step(self, step: int, steps: int) -> None:
         self.step_text = f" step {step}/{steps}"

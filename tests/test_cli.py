@@ -35,6 +35,14 @@ def test_render_range_by_time_with_audio(sample_clip, tmp_path):
     assert info.frame_count == 24 and info.has_audio
 
 
+def test_a_one_frame_range_is_written_verified_and_counted_in_the_singular(sample_clip, tmp_path):
+    out = tmp_path / "one.mp4"
+    result = run("render", sample_clip, "-o", out, "--start", "5", "--end", "6", "--max-side", "64")
+    assert result.returncode == 0, result.stderr
+    assert f"wrote {out} (1 frame, 1 rendered" in result.stdout and "verified" in result.stdout
+    assert "rendering 1 frame on" in result.stderr
+    assert probe(out).frame_count == 1
+
 def test_render_no_audio_png_and_prores(sample_clip, tmp_path):
     out = tmp_path / "silent.mov"
     assert run("render", sample_clip, "-o", out, "--codec", "prores", "--no-audio", "--end", "5",

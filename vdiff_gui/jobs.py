@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from pipeline.request import RenderRequest
+from pipeline.words import count
 from vdiff_gui.project_state import ProjectState
 from vdiff_gui.render_worker import RenderWorker
 
@@ -234,7 +235,8 @@ class JobController(QObject):
         if not self.busy:
             return
         seconds = result.get("seconds", 0.0)
-        request = self._end(FINISHED, f"done: {result.get('total', 0)} frames ({result.get('rendered', 0)} rendered) "
+        done = count(result.get("total", 0), "frame")
+        request = self._end(FINISHED, f"done: {done} ({result.get('rendered', 0)} rendered) "
                                       f"in {seconds:.1f} s", result)
         if request is not None and request.output is not None:
             self.export_done.emit(result)

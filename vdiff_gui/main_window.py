@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (
 from pipeline import __version__
 from pipeline.cache import FrameCache
 from pipeline.system import system_info
+from pipeline.words import count
 from vdiff_gui import tasks
 from vdiff_gui.documents import DocumentController
 from vdiff_gui.jobs import JobController
@@ -344,7 +345,7 @@ class MainWindow(QMainWindow):
         self.compare.source_width = info.width
         audio = "audio" if info.has_audio else "no audio"
         self.clip_label.setText(f"{info.path.name} · {info.width}×{info.height} · {float(info.fps):.3g} fps · "
-                                f"{info.frame_count} frames · {info.duration:.2f} s · {audio}")
+                                f"{count(info.frame_count, 'frame')} · {info.duration:.2f} s · {audio}")
         self._update_title()
 
     def _on_job_state_changed(self, job_state: str) -> None:

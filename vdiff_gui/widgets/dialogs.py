@@ -15,6 +15,7 @@ from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import QMessageBox, QWidget
 
 from pipeline import __version__
+from pipeline.words import count
 
 
 def verification_lines(verification: dict | None) -> list[str]:
@@ -45,7 +46,8 @@ def export_done_box(parent: QWidget, result: dict) -> QMessageBox:
     lines = "<br>".join(html.escape(line) for line in verification_lines(verification))
     box.setText(f"<b>{heading}</b><br>{html.escape(str(output))}<br><br>{lines}")
     rendered, total, seconds = result.get("rendered", 0), result.get("total", 0), result.get("seconds", 0.0)
-    box.setInformativeText(f"{total} frames ({rendered} rendered now, {total - rendered} from the cache) in {seconds:.1f} s")
+    box.setInformativeText(f"{count(total, 'frame')} ({rendered} rendered now, {total - rendered} from the cache) "
+                           f"in {seconds:.1f} s")
     open_folder = box.addButton("Open Folder", QMessageBox.ButtonRole.ActionRole)
     box.addButton(QMessageBox.StandardButton.Close)
     folder = output if output.is_dir() else output.parent

@@ -21,6 +21,7 @@ from pipeline.errors import VdiffError
 from pipeline.request import OutputSpec, RenderRequest, StyleParams
 from pipeline.video import VideoInfo
 from pipeline.video.writer import check_output_path
+from pipeline.words import count
 from vdiff_gui.widgets.dialogs import confirm, verification_lines
 
 # label, codec, file suffix ("" for a PNG folder)
@@ -89,7 +90,7 @@ class ExportDialog(QDialog):
         self.overwrite.setObjectName("exportOverwrite")
         self.overwrite.setToolTip("Only frame_*.png files are replaced; nothing else in the folder is touched")
         self.range_in_out = QRadioButton(f"in to out: frames {in_point}–{out_point} ({out_point - in_point + 1})")
-        self.range_all = QRadioButton(f"whole clip: {info.frame_count} frames")
+        self.range_all = QRadioButton(f"whole clip: {count(info.frame_count, 'frame')}")
         self.range_in_out.setChecked(True)
         folder = settings.last_folder("export") if settings is not None else ""
         self.path = QLineEdit(str(default_output(info.path, ".mp4", folder)))
@@ -172,7 +173,8 @@ class ExportDialog(QDialog):
         for entry in self.settings.export_history() if self.settings is not None else []:
             mark = "✓" if entry.get("ok") else "✗"
             when = time.strftime("%Y-%m-%d %H:%M", time.localtime(entry.get("when", 0)))
-            item = QListWidgetItem(f"{mark} {Path(entry['output']).name} · {entry.get('frames', 0)} frames · {when}")
+            frames = count(entry.get("frames", 0), "frame")
+            item = QListWidgetItem(f"{mark} {Path(entry['output']).name} · {frames} · {when}")
             item.setToolTip("\n".join([entry["output"], *entry.get("checks", [])]))
             item.setData(Qt.ItemDataRole.UserRole, entry["output"])
             self.history.addItem(item)

@@ -12,6 +12,7 @@ from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QImage, QMouseEvent, QPainter, QPen, QPolygonF, QWheelEvent
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
+from pipeline.words import count
 from vdiff_gui.project_state import ProjectState
 
 THUMB_HEIGHT = 44
@@ -231,7 +232,8 @@ class TimelineWidget(QWidget):
         painter.drawText(text_rect, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, now)
         painter.setPen(QColor(170, 176, 186))
         length = self.state.out_point - self.state.in_point + 1
-        right = f"in {self.state.in_point} · out {self.state.out_point} ({length} frames) · rendered {self.rendered_count}"
+        right = (f"in {self.state.in_point} · out {self.state.out_point} ({count(length, 'frame')}) "
+                 f"· rendered {self.rendered_count}")
         painter.drawText(text_rect, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter, right)
 
     def edit_key_frames(self) -> dict[str, list[int]]:
