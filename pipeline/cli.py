@@ -162,8 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--no-cache", action="store_true", help="neither read nor write the frame cache")
     render.add_argument("--quiet", action="store_true", help="no progress bar")
     render.add_argument("--profile", nargs="?", const="-", metavar="JSON",
-                        help="print per-stage times (decode, engine, flow, consistency, in-between, cache, encode), CPU and "
-                        "peak memory on stderr at the end; with a path, also write them there as JSON "
+                        help="print per-stage times (decode, plan, engine, flow, consistency, in-between, cache, "
+                        "encode), CPU and peak memory on stderr at the end; with a path, also write them there as JSON "
                         "(VDIFF_PROFILE=1: the same without the flag)")
     _add_engine_options(render)
     add_editing_options(render)

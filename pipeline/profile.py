@@ -1,4 +1,5 @@
-"""Per-stage times of a render: where the time of decode, engine, flow, consistency, in-between synthesis, cache and encode goes.
+"""Per-stage times of a render: where the time of decode, keyframe planning, engine, flow, consistency,
+in-between synthesis, cache and encode goes.
 
 Off unless asked for: `vdiff render --profile` (or VDIFF_PROFILE=1), or a `profiling()` block around any
 render driven from Python (bench/peers.py, bench/flow_size.py).
@@ -20,7 +21,7 @@ from contextlib import contextmanager
 from typing import Iterator
 
 PROFILE_ENV = "VDIFF_PROFILE"
-STAGES = ("decode", "engine", "flow", "consistency", "in-between", "cache", "encode")
+STAGES = ("decode", "plan", "engine", "flow", "consistency", "in-between", "cache", "encode")
 
 
 class Profile:

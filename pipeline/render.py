@@ -31,7 +31,7 @@ from pipeline.editing.region import RegionEdit, has_region
 from pipeline.errors import BadInputError, CancelledError, OutOfMemoryError, VdiffError
 from pipeline.events import Cancelled, CancelToken, Event, Failed, Finished, FrameReady, Started, Step
 from pipeline.keyframes import synth
-from pipeline.keyframes.plan import plan_keyframes, uses_keyframes
+from pipeline.keyframes.plan import KeyframePlan, LivePlan, plan_if_scanned, plan_keyframes, uses_keyframes
 from pipeline.request import RenderRequest
 from pipeline.temporal import flow as temporal_flow
 from pipeline.temporal.stabilizer import Stabilizer, flow_source, is_stateful, motion, propagates_flow
@@ -140,10 +140,10 @@ def render_frames(
         plan = _Plan(info, start, end, engine, entry, out_size, budget=budget)
         if is_stateful(request.params):
             plan.stabilizer = Stabilizer(request.params, start, lambda index: _decode_one(plan, index)[0])
-        keyframes = plan_keyframes(info.path, request.params, start, end, cancel) if uses_keyframes(request.params) else None
+        keyframes = _keyframe_plan(info, request, start, end, cancel, local=stages is None)
         if has_region(request.params):  # keyframes: up to the keyframe closing the last segment
             plan.edit = RegionEdit(request.params, info, start, keyframes.stop if keyframes else end)
-        if keyframes is not None and entry is not None:  # the app marks them on the timeline
+        if isinstance(keyframes, KeyframePlan) and entry is not None:  # the app marks them on the timeline
             entry.write_meta({"keyframes": keyframes.to_json()})
         cached = len(entry.indices() & set(range(start, end))) if entry else 0
         yield Started(total=end - start, cached=cached, device=engine.device)
@@ -169,6 +169,8 @@ def render_frames(
                 done = event.done
                 rendered += not event.from_cache
             yield event
+        if isinstance(keyframes, LivePlan) and entry is not None and keyframes.plan() is not None:
+            entry.write_meta({"keyframes": keyframes.plan().to_json()})  # what was settled, if cancelled
         if cancel.cancelled:
             raise CancelledError()
         # 4. finish: verify the partial, and only then move it over the target
@@ -219,6 +221,21 @@ def render_frames(
             engine.close()
         if plan is not None and plan.edit is not None:
             plan.edit.close()
+
+
+def _keyframe_plan(info: VideoInfo, request: RenderRequest, start: int, end: int, cancel: CancelToken,
+                   local: bool) -> KeyframePlan | LivePlan | None:
+    """Where the keyframes go (None: every frame is one). A clip the app has scanned has its plan at once;
+    otherwise the local render plans while it reads the frames (a LivePlan: the clip is read once, not
+    scanned first); a region edit (its masks run to the plan's end) and a cluster's stages plan first."""
+    if not uses_keyframes(request.params):
+        return None
+    scanned = plan_if_scanned(info.path, request.params, start, end)
+    if scanned is not None:
+        return scanned
+    if local and not has_region(request.params):
+        return LivePlan(request.params, start, end, info.frame_count)
+    return plan_keyframes(info.path, request.params, start, end, cancel)
 
 
 def describe_os_error(exc: OSError, cache_root=None) -> str:

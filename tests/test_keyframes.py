@@ -277,6 +277,34 @@ def test_one_scan_of_the_clip_serves_every_start_and_spacing_and_plans_read_noth
     assert piecemeal[1].shots == (5, 9) and piecemeal[1].keyframes[:3] == (5, 8, 9)  # a range starts a shot
 
 
+
+@pytest.mark.parametrize("start,end,params", [
+    (0, 28, FAST), (5, 17, FAST), (11, 26, FAST.replace(keyframe_interval=3)), (0, 20, FAST),  # 20: a cut
+    (2, 28, FAST.replace(keyframes="auto", keyframe_min=2, keyframe_max=5))])
+def test_a_render_of_a_clip_not_scanned_plans_as_it_reads_the_clip_once_and_makes_the_same_frames(
+        cut_clip, monkeypatch, tmp_path, start, end, params):
+    from pipeline.keyframes import plan as planning
+    from pipeline.video.reader import VideoReader as Reader
+
+    reads = []
+    iter_frames = Reader.iter_frames
+    monkeypatch.setattr(Reader, "iter_frames", lambda self, *a, **k: reads.append(a) or iter_frames(self, *a, **k))
+    monkeypatch.setattr(planning, "_SCANS", {})  # a clip the app has not scanned: the CLI's case
+
+    def render(name):
+        cache = FrameCache(tmp_path / name)
+        events = list(render_frames(RenderRequest(cut_clip, params, start, end), cache=cache))
+        assert isinstance(events[-1], Finished), events[-1]
+        entry = cache.find(render_key(probe(cut_clip), cache_description(create_engine(params), start)))
+        return {e.index: e.image for e in events if isinstance(e, FrameReady)}, entry.read_meta()["keyframes"]
+
+    live, live_plan = render("live")
+    assert len(reads) == 1 and planning.clip_scan(cut_clip, start).scanned == start  # read once, nothing scanned
+    assert live_plan == plan_keyframes(cut_clip, params, start, end).to_json()  # plan_keyframes scans the clip
+    scanned, scanned_plan = render("scanned")  # the plan made from that scan (the app's case)
+    assert scanned_plan == live_plan and sorted(live) == list(range(start, end))
+    assert all(np.array_equal(live[i], scanned[i]) for i in live)
+
 def test_a_plan_asked_again_is_not_made_again_and_equals_one_made_afresh(cut_clip, monkeypatch):
     from pipeline.keyframes import plan as planning
 

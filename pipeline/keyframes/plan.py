@@ -6,7 +6,8 @@ starts with a keyframe and ends with one (its last frame), so every in-between l
 two keyframes of its own shot and nothing is carried across a cut. The scan reads the frames once at
 a low resolution (SCAN_WIDTH) and keeps three numbers per frame, against the frame before (cut,
 motion, occlusion), which serve every range start and spacing of the clip: the app scans a clip in the
-background when it opens, and plans then cost nothing.
+background when it opens, and plans then cost nothing. A render of a clip not scanned plans as it reads
+the frames (LivePlan: the same measures and decisions, without reading the clip twice).
 
 - Cuts: a frame starts a new shot when its colour histogram is far from the previous frame's
   (Bhattacharyya distance > CUT_HISTOGRAM), or moderately far while the motion-compensated grey
@@ -19,6 +20,7 @@ background when it opens, and plans then cost nothing.
 
 from __future__ import annotations
 
+import bisect
 import sys
 import threading
 from dataclasses import dataclass
@@ -27,6 +29,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from pipeline.profile import stage
 from pipeline.request import StyleParams, keyframe_interval, keyframe_settings  # noqa: F401 (re-exported)
 from pipeline.temporal.flow import compute_flow, flow_pair, occlusion_mask, warp
 
@@ -205,34 +208,116 @@ def _plan(scan: ClipScan, auto: bool, low: int, high: int, start: int, end: int,
 
 
 def _make_plan(scan: ClipScan, auto: bool, low: int, high: int, start: int, end: int, horizon: int) -> KeyframePlan:
-    keyframes: list[int] = []
-    shots: list[int] = []
-    last_key = start
-    motion = occluded = 0.0
+    planner = _Planner(auto, low, high, start, end)
     for index in range(start, horizon):
         at = index - scan.origin
-        if index == start or scan.cut[at]:
-            if keyframes and keyframes[-1] != index - 1:
-                keyframes.append(index - 1)  # the shot before ends with a keyframe
-            if keyframes and keyframes[-1] >= end - 1:
-                break
-            shots.append(index)
-            keyframes.append(index)
-            last_key, motion, occluded = index, 0.0, 0.0
-        else:
-            if auto:
-                motion, occluded = motion + scan.motion[at], occluded + scan.occluded[at]
-            spacing = index - last_key
-            changed = motion > MOTION_BUDGET or occluded > OCCLUSION_BUDGET
-            if spacing >= high or (auto and spacing >= low and changed):
-                keyframes.append(index)
-                last_key, motion, occluded = index, 0.0, 0.0
-        if keyframes[-1] == index and index >= end - 1:
+        planner.step(index, scan.cut[at], scan.motion[at], scan.occluded[at])
+        if planner.done:
             break
     else:
-        if keyframes[-1] != horizon - 1:  # the clip ends: its last frame closes the last shot
-            keyframes.append(horizon - 1)
-    return KeyframePlan(start, keyframes[-1] + 1, tuple(keyframes), tuple(shots))
+        planner.finish(horizon)
+    return planner.plan()
+
+
+class LivePlan:
+    """The plan of [start, end) made while a render reads the frames, for a clip not scanned yet: the plan
+    plan_keyframes makes (the same measures, in the same order), without reading the clip a second time.
+
+    The render hands it each frame in order (`measure`); a frame's place in the plan is known once
+    `settled(index)`; the frames after `done` are not needed. Fixed spacing measures only the cuts."""
+
+    def __init__(self, params: StyleParams, start: int, end: int, frame_count: int):
+        auto, low, high = _spacing(params)
+        self.start = start
+        self.horizon = min(frame_count, end + high)  # a keyframe is due by then at the latest
+        self.spacing = high  # the most frames from one keyframe to the next
+        self._planner = _Planner(auto, low, high, start, end)
+        self._last = None  # the signature of the frame measured last
+        self._measured = start
+
+    @stage("plan")
+    def measure(self, index: int, frame: np.ndarray) -> None:
+        """Frame `index`, the one after the last measured, at the render's source size."""
+        if index != self._measured:
+            raise ValueError(f"frame {index} measured out of order (expected {self._measured})")
+        current = _signature(frame)
+        previous, self._last = self._last, current
+        step = _motion(previous[0], current[0]) if previous is not None and self._planner.auto else (0.0, 0.0)
+        self._planner.step(index, previous is None or is_cut(previous, current), *step)
+        self._measured = index + 1
+        if self._measured >= self.horizon and not self._planner.done:
+            self._planner.finish(self.horizon)
+
+    @property
+    def done(self) -> bool:
+        return self._planner.done
+
+    def settled(self, index: int) -> bool:
+        """Whether frame `index`'s place (keyframe or not, its shot) is final."""
+        return self.done or index < self._measured - 1
+
+    def is_keyframe(self, index: int) -> bool:
+        keyframes = self._planner.keyframes  # a growing list: bisect, not a copy per frame
+        at = bisect.bisect_left(keyframes, index)
+        return at < len(keyframes) and keyframes[at] == index
+
+    def shot_of(self, index: int) -> int:
+        shots = self._planner.shots
+        return shots[bisect.bisect_right(shots, index) - 1]
+
+    def plan(self) -> KeyframePlan | None:
+        """What is settled so far, as a plan (the whole plan once done); None before the first keyframe."""
+        planner = self._planner
+        keyframes = planner.keyframes if self.done else [k for k in planner.keyframes if self.settled(k)]
+        if not keyframes:
+            return None
+        return KeyframePlan(self.start, keyframes[-1] + 1, tuple(keyframes),
+                            tuple(s for s in planner.shots if s <= keyframes[-1]))
+
+
+class _Planner:
+    """The plan made one frame at a time, from each frame's measures in order (the same decisions whether
+    the measures come from a ClipScan or from the render reading the frames). After step(i) the frames
+    before i are settled; i itself may still become a keyframe: the last of its shot, if i + 1 is a cut."""
+
+    def __init__(self, auto: bool, low: int, high: int, start: int, end: int):
+        self.auto, self.low, self.high, self.start, self.end = auto, low, high, start, end
+        self.keyframes: list[int] = []
+        self.shots: list[int] = []  # first frame of each shot, starting with `start`
+        self.done = False  # the range's last segment is closed: later frames change nothing
+        self._last_key = start
+        self._motion = self._occluded = 0.0
+
+    def step(self, index: int, cut: bool, motion: float, occluded: float) -> None:
+        keyframes = self.keyframes
+        if index == self.start or cut:
+            if keyframes and keyframes[-1] != index - 1:
+                keyframes.append(index - 1)  # the shot before ends with a keyframe
+            if keyframes and keyframes[-1] >= self.end - 1:
+                self.done = True
+                return
+            self.shots.append(index)
+            keyframes.append(index)
+            self._last_key, self._motion, self._occluded = index, 0.0, 0.0
+        else:
+            if self.auto:
+                self._motion, self._occluded = self._motion + motion, self._occluded + occluded
+            spacing = index - self._last_key
+            changed = self._motion > MOTION_BUDGET or self._occluded > OCCLUSION_BUDGET
+            if spacing >= self.high or (self.auto and spacing >= self.low and changed):
+                keyframes.append(index)
+                self._last_key, self._motion, self._occluded = index, 0.0, 0.0
+        if keyframes[-1] == index and index >= self.end - 1:
+            self.done = True
+
+    def finish(self, horizon: int) -> None:
+        """The frames ran out at `horizon` (the clip's end): its last frame closes the last shot."""
+        if self.keyframes[-1] != horizon - 1:
+            self.keyframes.append(horizon - 1)
+        self.done = True
+
+    def plan(self) -> KeyframePlan:
+        return KeyframePlan(self.start, self.keyframes[-1] + 1, tuple(self.keyframes), tuple(self.shots))
 
 
 def _signature(frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

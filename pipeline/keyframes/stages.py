@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import queue
 import threading
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator
 
@@ -30,7 +31,7 @@ from pipeline.engines import FrameContext
 from pipeline.engines.base import resize_to
 from pipeline.errors import CancelledError
 from pipeline.events import CancelToken, Event, FrameReady, Step
-from pipeline.keyframes.plan import KeyframePlan
+from pipeline.keyframes.plan import KeyframePlan, LivePlan
 from pipeline.keyframes.synth import Keyframe, synthesize, warp_sharp
 from pipeline.render import get_unless_stopped, put_unless_stopped
 from pipeline.temporal.stabilizer import Stabilizer, flow_source, is_stateful, motion, propagates_flow
@@ -41,13 +42,13 @@ QUEUE_SEGMENTS = 2  # keyframe segments buffered between stages
 _DONE = object()
 
 
-def keyframe_stages(plan, kplan: KeyframePlan, cancel: CancelToken, writer) -> Iterator[Event]:
+def keyframe_stages(plan, kplan: KeyframePlan | LivePlan, cancel: CancelToken, writer) -> Iterator[Event]:
     """Render plan.start..plan.end (a pipeline.render._Plan) by keyframes; yields Step and FrameReady."""
     yield from _KeyframeRender(plan, kplan, cancel, writer).events()
 
 
 class _KeyframeRender:
-    def __init__(self, plan, kplan: KeyframePlan, cancel: CancelToken, writer):
+    def __init__(self, plan, kplan: KeyframePlan | LivePlan, cancel: CancelToken, writer):
         from pipeline import render
 
         self.plan, self.kplan, self.cancel, self.writer = plan, kplan, cancel, writer
@@ -66,6 +67,8 @@ class _KeyframeRender:
         self.stop = threading.Event()
         self.failure: list[BaseException] = []
         self.pool = ThreadPoolExecutor(max(self.workers, _cores()), thread_name_prefix="vdiff-keyframes")
+        self._between: list = []  # the decode stage's in-betweens read since the last keyframe
+        self._last_key = None  # (index, frame) of that keyframe
 
     # -- plumbing ---------------------------------------------------------------------------------
     def _put(self, q: queue.Queue, item) -> bool:
@@ -127,23 +130,39 @@ class _KeyframeRender:
 
     # -- stages -----------------------------------------------------------------------------------
     def decode(self) -> None:
-        """Frames in order; each keyframe goes on with the in-betweens before it (in its shot)."""
-        kplan, plan = self.kplan, self.plan
-        between: list = []
-        last_key = None  # (index, frame) of the previous keyframe
-        for index, frame, neighbors, center in self._frames():
+        """Frames in order; each keyframe goes on with the in-betweens before it (in its shot). A live
+        plan is made here from the frames read; each waits until its place in it is settled."""
+        kplan = self.kplan
+        live = isinstance(kplan, LivePlan)
+        waiting: deque = deque()  # read, not yet settled in a live plan (at most two frames)
+        for item in self._frames():
             if self.cancel.cancelled:
                 break
-            if not kplan.is_keyframe(index):
-                if index < plan.end:
-                    between.append((index, frame))
-                continue
-            previous = last_key if last_key is not None and kplan.shot_of(index) == kplan.shot_of(last_key[0]) else None
-            future = self.pool.submit(self.key_unit, index, frame, neighbors, center, previous)
-            if not self._put(self.keys_q, (index, frame, neighbors, center, previous, between, future)):
-                return
-            between, last_key = [], (index, frame)
+            if live:
+                kplan.measure(item[0], item[1])
+            waiting.append(item)
+            while waiting and (not live or kplan.settled(waiting[0][0])):
+                if not self._hand_on(*waiting.popleft()):
+                    return
+            if live and kplan.done:  # the reader yields every frame up to the horizon, where the plan closes
+                break
         self._put(self.keys_q, _DONE)
+
+    def _hand_on(self, index, frame, neighbors, center) -> bool:
+        """A settled frame: an in-between waits for its segment's keyframe, a keyframe goes to the workers
+        and on to the chain with that segment. False when the render stops."""
+        kplan, plan = self.kplan, self.plan
+        if not kplan.is_keyframe(index):
+            if index < plan.end:
+                self._between.append((index, frame))
+            return True
+        last_key = self._last_key  # (index, frame) of the previous keyframe
+        previous = last_key if last_key is not None and kplan.shot_of(index) == kplan.shot_of(last_key[0]) else None
+        future = self.pool.submit(self.key_unit, index, frame, neighbors, center, previous)
+        if not self._put(self.keys_q, (index, frame, neighbors, center, previous, self._between, future)):
+            return False
+        self._between, self._last_key = [], (index, frame)
+        return True
 
     def chain(self) -> None:
         """Keyframes in order through the consistency state, then their segment's in-betweens."""
@@ -243,14 +262,17 @@ class _KeyframeRender:
     # -- sources ----------------------------------------------------------------------------------
     def _frames(self) -> Iterator[tuple]:
         """(index, frame, neighbours, centre) for [start, plan.stop), with the engine's temporal radius."""
-        return frames_with_neighbors(self.plan.info, self.plan.start, self.kplan.stop, self.engine.temporal_radius)
+        stop = self.kplan.horizon if isinstance(self.kplan, LivePlan) else self.kplan.stop
+        return frames_with_neighbors(self.plan.info, self.plan.start, stop, self.engine.temporal_radius)
 
     def _load_source(self, index: int):
         with VideoReader(self.plan.info.path, self.plan.info) as reader:
             return reader.frame(index)
 
 
-def kplan_spacing(kplan: KeyframePlan) -> int:
+def kplan_spacing(kplan: KeyframePlan | LivePlan) -> int:
+    if isinstance(kplan, LivePlan):
+        return kplan.spacing
     keys = kplan.keyframes
     return max((b - a for a, b in zip(keys, keys[1:])), default=1)
 
