@@ -79,7 +79,7 @@ class ProxyMaker(QObject):
     def _scan(self, info: VideoInfo, token: CancelToken, scanned: threading.Event, over: threading.Event) -> None:
         """At the app's priority: a thread of lower priority that holds the Python lock when the scheduler
         takes its core away stalls the GUI thread until it runs again (a busy machine: 52-85 ms, in 4 of 22
-        runs of test_responsive.py beside two busy processes; none in 23 at the app's priority)."""
+        runs of test_responsive.py beside two busy processes; none in 35 at the app's priority)."""
         try:  # a few seconds even at 1080p
             scan_clip(info.path, token)
             scanned.set()
