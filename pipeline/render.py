@@ -144,7 +144,7 @@ def render_frames(
         if has_region(request.params):  # keyframes: up to the keyframe closing the last segment
             plan.edit = RegionEdit(request.params, info, start, keyframes.stop if keyframes else end)
         if isinstance(keyframes, KeyframePlan) and entry is not None:  # the app marks them on the timeline
-            entry.write_meta({"keyframes": keyframes.to_json()})
+            _note_plan(entry, keyframes)
         cached = len(entry.indices() & set(range(start, end))) if entry else 0
         yield Started(total=end - start, cached=cached, device=engine.device)
         if request.output is not None:
@@ -169,8 +169,8 @@ def render_frames(
                 done = event.done
                 rendered += not event.from_cache
             yield event
-        if isinstance(keyframes, LivePlan) and entry is not None and keyframes.plan() is not None:
-            entry.write_meta({"keyframes": keyframes.plan().to_json()})  # what was settled, if cancelled
+        if isinstance(keyframes, LivePlan) and entry is not None:
+            _note_plan(entry, keyframes.plan())
         if cancel.cancelled:
             raise CancelledError()
         # 4. finish: verify the partial, and only then move it over the target
@@ -236,6 +236,13 @@ def _keyframe_plan(info: VideoInfo, request: RenderRequest, start: int, end: int
     if local and not has_region(request.params):
         return LivePlan(request.params, start, end, info.frame_count)
     return plan_keyframes(info.path, request.params, start, end, cancel)
+
+
+def _note_plan(entry: CacheEntry, plan: KeyframePlan | None) -> None:
+    """Keep a live plan in the entry for the timeline's marks (what was settled, if cancelled), unless the
+    entry holds a longer plan already (plans from one start agree where they overlap)."""
+    if plan is not None and entry.read_meta().get("keyframes", {}).get("stop", 0) < plan.stop:
+        entry.write_meta({"keyframes": plan.to_json()})
 
 
 def describe_os_error(exc: OSError, cache_root=None) -> str:

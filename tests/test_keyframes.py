@@ -305,6 +305,17 @@ def test_a_render_of_a_clip_not_scanned_plans_as_it_reads_the_clip_once_and_make
     assert scanned_plan == live_plan and sorted(live) == list(range(start, end))
     assert all(np.array_equal(live[i], scanned[i]) for i in live)
 
+
+def test_a_shorter_render_leaves_the_longer_plan_for_the_timelines_marks(cut_clip, tmp_path, monkeypatch):
+    from pipeline.keyframes import plan as planning
+
+    cache = FrameCache(tmp_path / "cache")
+    for end in (28, 6):  # the second render plans [0, 6) alone: its plan stops at keyframe 8
+        monkeypatch.setattr(planning, "_SCANS", {})
+        assert isinstance(list(render_frames(RenderRequest(cut_clip, FAST, 0, end), cache=cache))[-1], Finished)
+    entry = cache.find(render_key(probe(cut_clip), cache_description(create_engine(FAST), 0)))
+    assert entry.read_meta()["keyframes"] == plan_keyframes(cut_clip, FAST, 0, 28).to_json()
+
 def test_a_plan_asked_again_is_not_made_again_and_equals_one_made_afresh(cut_clip, monkeypatch):
     from pipeline.keyframes import plan as planning
 

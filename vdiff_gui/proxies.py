@@ -28,7 +28,7 @@ from pipeline.video.proxy import PROXY_BOX, find_proxy, make_proxy_in_child, pro
 
 log = logging.getLogger(__name__)
 
-NICENESS = 10  # the proxy's process yields the cores to previews and renders (a process: it holds no lock of ours)
+NICENESS = 10  # the scan thread and the proxy's process yield the cores to previews and renders
 
 
 class ProxyMaker(QObject):
@@ -77,9 +77,7 @@ class ProxyMaker(QObject):
         return self._scanned.is_set()
 
     def _scan(self, info: VideoInfo, token: CancelToken, scanned: threading.Event, over: threading.Event) -> None:
-        """At the app's priority: a thread of lower priority that holds the Python lock when the scheduler
-        takes its core away stalls the GUI thread until it runs again (a busy machine: 52-85 ms, in 4 of 22
-        runs of test_responsive.py beside two busy processes; none in 35 at the app's priority)."""
+        _lower_priority()  # known: on a busy machine it can hold Python's lock while descheduled (docs/benchmarks.md)
         try:  # a few seconds even at 1080p
             scan_clip(info.path, token)
             scanned.set()
@@ -106,3 +104,11 @@ class ProxyMaker(QObject):
             return
         if path is not None and not token.cancelled:
             self.proxy_ready.emit(info, str(path), size[0])
+
+
+def _lower_priority() -> None:
+    """Linux: a thread has its own nice value (other systems: the thread keeps the app's priority)."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICENESS)
+    except (AttributeError, OSError):
+        pass
