@@ -145,11 +145,10 @@ class ClipScan:
                         if self.scanned >= upto:
                             return
                         continue
-                    previous = self._last
-                    step = _motion(previous[0], current[0]) if previous is not None else (0.0, 0.0)
-                    self.cut.append(previous is None or is_cut(previous, current))
-                    self.motion.append(step[0])
-                    self.occluded.append(step[1])
+                    cut, motion, occluded = _measures(self._last, current, with_motion=True)
+                    self.cut.append(cut)
+                    self.motion.append(motion)
+                    self.occluded.append(occluded)
                     self._last = current
 
 
@@ -242,8 +241,7 @@ class LivePlan:
             raise ValueError(f"frame {index} measured out of order (expected {self._measured})")
         current = _signature(frame)
         previous, self._last = self._last, current
-        step = _motion(previous[0], current[0]) if previous is not None and self._planner.auto else (0.0, 0.0)
-        self._planner.step(index, previous is None or is_cut(previous, current), *step)
+        self._planner.step(index, *_measures(previous, current, with_motion=self._planner.auto))
         self._measured = index + 1
         if self._measured >= self.horizon and not self._planner.done:
             self._planner.finish(self.horizon)
@@ -318,6 +316,15 @@ class _Planner:
 
     def plan(self) -> KeyframePlan:
         return KeyframePlan(self.start, self.keyframes[-1] + 1, tuple(self.keyframes), tuple(self.shots))
+
+
+def _measures(previous, current, with_motion: bool) -> tuple[bool, float, float]:
+    """A frame's measures against the frame before (signatures; previous None: the first frame measured):
+    whether it is a cut, and with_motion, its motion and occluded fraction (only auto spacing needs them)."""
+    if previous is None:
+        return True, 0.0, 0.0
+    motion, occluded = _motion(previous[0], current[0]) if with_motion else (0.0, 0.0)
+    return is_cut(previous, current), motion, occluded
 
 
 def _signature(frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
