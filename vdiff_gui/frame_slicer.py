@@ -23,7 +23,7 @@ import threading
 import time
 import traceback
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +63,14 @@ class SlicedFrame:
     after: QImage | None  # the stylized frame (given, or from the cache), or None: not rendered
     serial: int  # the request's, or PLAYBACK
     error: str | None = None  # the frame could not be read (before is then null)
+
+
+def _same_entry(a: CacheEntry | None, b: CacheEntry | None) -> bool:
+    return (a is None and b is None) or (a is not None and b is not None and a.folder == b.folder)
+
+
+def _without_after(frame: SlicedFrame) -> SlicedFrame:
+    return replace(frame, after=None) if frame.after is not None else frame
 
 
 @dataclass(frozen=True)
@@ -118,7 +126,11 @@ class FrameSlicer(QObject):
             self._proxy = (Path(path), width) if path else None
 
     def set_entry(self, entry: CacheEntry | None) -> None:
+        """The cache entry stylized frames are read from (the current settings'); frames read from the one
+        before are delivered without its stylized frame: it shows settings edited since."""
         with self._cond:
+            if not _same_entry(entry, self._entry):
+                self._ring = deque(_without_after(frame) for frame in self._ring)
             self._entry = entry
 
     def set_display_size(self, box: tuple[int, int] | None) -> None:
@@ -193,7 +205,7 @@ class FrameSlicer(QObject):
                         self._cond.notify_all()
                         return item
                 producer = self._next if self._inflight is None else self._inflight
-                if self.distance(producer, index) <= RESTART_GAP:
+                if self.distance(producer, index) <= RESTART_GAP and not self._ahead(producer, index):
                     self._ring.clear()  # all before `index`: the clock passed them (the thread catches up)
                 elif self.distance(index, producer) > RING_FRAMES + RESTART_GAP:
                     self._restart(index)  # the playhead moved: decode from there
@@ -219,6 +231,11 @@ class FrameSlicer(QObject):
         for _ in range(frames):
             index = self._after(index)
         return index
+
+    def _ahead(self, producer: int, due: int) -> bool:
+        """Whether decoding `producer` next is ahead of the clock's `due` frame, within the ring's reach. In a
+        loop shorter than the ring and the restart gap, both ways round are near: ahead, not behind."""
+        return 0 < self.distance(due, producer) <= RING_FRAMES + 1
 
     def distance(self, a: int, b: int) -> int:
         """Frames from a to b in playback order (looping over the range)."""
@@ -254,7 +271,8 @@ class FrameSlicer(QObject):
                 request, self._pending = self._pending, None
                 if request is None:  # decode ahead
                     index = self._next
-                    if self._due is not None and 0 < self.distance(index, self._due) <= RESTART_GAP:
+                    if (self._due is not None and 0 < self.distance(index, self._due) <= RESTART_GAP
+                            and not self._ahead(index, self._due)):
                         # behind the clock: skip to the frame that will be due when this one is decoded
                         index = self._advance(self._due, int(self._seconds * self._fps))
                     request = _Request(index, None, True, PLAYBACK)
@@ -275,6 +293,8 @@ class FrameSlicer(QObject):
                 self._cond.notify_all()
                 if frame is None:
                     continue
+                if request.after is None and not _same_entry(config[2], self._entry):
+                    frame = _without_after(frame)  # the entry changed while this frame was read
                 if request.serial == PLAYBACK:
                     if generation != self._generation or not self._playing:
                         continue  # restarted or stopped meanwhile

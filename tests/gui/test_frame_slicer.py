@@ -7,7 +7,7 @@ from gui_helpers import open_clip, shown_pixels, wait_stylized
 from pipeline.cache import CacheEntry
 from pipeline.engines.base import resize_to
 from pipeline.video import VideoReader, probe
-from vdiff_gui.frame_slicer import PLAYBACK, FrameSlicer
+from vdiff_gui.frame_slicer import PLAYBACK, RING_FRAMES, FrameSlicer
 from vdiff_gui.images import qimage_to_array
 
 pytestmark = pytest.mark.gui
@@ -38,6 +38,77 @@ def test_frames_come_scaled_to_the_view_with_the_cached_stylized_frame(slicer, s
         assert np.array_equal(qimage_to_array(five.before), resize_to(reader.frame(5), (48, 32)))
     assert np.array_equal(qimage_to_array(five.after), np.full((32, 48, 3), 77, np.uint8))
     assert six.after is None  # not in the cache
+
+
+class _GatedEntry(CacheEntry):
+    """A cache entry whose reads wait for a gate: the test changes the slicer's entry during one."""
+
+    def __init__(self, folder, reading, gate):
+        super().__init__(folder)
+        self.reading, self.gate = reading, gate
+
+    def load(self, index):
+        self.reading.set()
+        self.gate.wait(10)
+        return super().load(index)
+
+
+def test_a_frame_read_from_the_entry_of_settings_edited_since_comes_without_its_stylized_frame(slicer, qtbot,
+                                                                                               tmp_path):
+    import threading
+
+    old, new = tmp_path / "old", tmp_path / "new"
+    old.mkdir(), new.mkdir()
+    reading, gate = threading.Event(), threading.Event()
+    entry = _GatedEntry(old, reading, gate)
+    entry.store(5, np.full((64, 96, 3), 77, np.uint8))
+    slicer.set_entry(entry)
+    got = []
+    slicer.frame_sliced.connect(got.append)
+    slicer.request(5)
+    assert reading.wait(10)  # the slicer's thread reads the old settings' frame now
+    slicer.set_entry(CacheEntry(new))  # the settings were edited: their entry has no frame 5 yet
+    gate.set()
+    qtbot.waitUntil(lambda: bool(got))
+    assert got[0].index == 5 and not got[0].before.isNull()
+    assert got[0].after is None  # the old look is not shown as the new settings' frame
+    slicer.set_entry(CacheEntry(old))  # the same folder as a frame's entry: its stylized frame is kept
+    slicer.request(5)
+    qtbot.waitUntil(lambda: len(got) == 2)
+    assert got[1].after is not None
+
+
+def test_frames_decoded_ahead_from_the_entry_of_settings_edited_since_come_without_their_stylized_frames(
+        slicer, qtbot, tmp_path):
+    old, new = tmp_path / "old", tmp_path / "new"
+    old.mkdir(), new.mkdir()
+    entry = CacheEntry(old)
+    for index in range(40):
+        entry.store(index, np.full((64, 96, 3), 77, np.uint8))
+    slicer.set_entry(entry)
+    slicer.play(0, 0, 39)
+    frames = []
+    qtbot.waitUntil(lambda: (frame := slicer.take(0)) is not None and frames.append(frame) is None)
+    qtbot.waitUntil(lambda: len(slicer._ring) == RING_FRAMES)  # decoded ahead with the old settings' frames
+    slicer.set_entry(CacheEntry(new))
+    frames.append(slicer.take(1))
+    slicer.stop_playback()
+    assert frames[0].after is not None and frames[1].index == 1 and frames[1].after is None
+
+
+@pytest.mark.parametrize("loop", [1, 2, 6, 12])
+def test_a_loop_shorter_than_the_ring_is_decoded_ahead_in_order(slicer, qtbot, loop):
+    """Round a short loop, the frame after the clock's is also a few frames before it: it is ahead, not
+    behind (taken as behind, the slicer decoded the due frame again and again, and playback showed none)."""
+    in_point = 8
+    slicer.play(in_point, in_point, in_point + loop - 1)
+    qtbot.waitUntil(lambda: slicer.take(in_point) is not None)
+    qtbot.waitUntil(lambda: len(slicer._ring) == RING_FRAMES)
+    order = [in_point + (step % loop) for step in range(1, RING_FRAMES + 1)]
+    assert [frame.index for frame in slicer._ring] == order
+    taken = [slicer.take(index) for index in order]  # each one due in turn, and there at once
+    slicer.stop_playback()
+    assert [frame.index if frame is not None else None for frame in taken] == order
 
 
 def test_the_newest_request_wins(slicer, qtbot):
