@@ -68,6 +68,27 @@ class KeyframePlan:
     def to_json(self) -> dict:
         return {"start": self.start, "stop": self.stop, "keyframes": list(self.keyframes), "shots": list(self.shots)}
 
+    # what a render's stages ask of a plan, which a LivePlan answers while it is made
+    @property
+    def horizon(self) -> int:
+        """The frames [start, horizon) the render reads."""
+        return self.stop
+
+    @property
+    def spacing(self) -> int:
+        """The most frames from one keyframe to the next."""
+        keys = self.keyframes
+        return max((b - a for a, b in zip(keys, keys[1:])), default=1)
+
+    def measure(self, index: int, frame: np.ndarray) -> None:
+        """A plan made already needs no frames."""
+
+    def settled(self, index: int) -> bool:
+        return True
+
+    def wants_frames_after(self, index: int) -> bool:
+        return index + 1 < self.stop
+
 
 def _contains(values: tuple[int, ...], index: int) -> bool:
     at = int(np.searchsorted(values, index))
@@ -249,6 +270,10 @@ class LivePlan:
     @property
     def done(self) -> bool:
         return self._planner.done
+
+    def wants_frames_after(self, index: int) -> bool:
+        """False once the plan is closed: the frames after it change nothing."""
+        return not self.done
 
     def settled(self, index: int) -> bool:
         """Whether frame `index`'s place (keyframe or not, its shot) is final."""

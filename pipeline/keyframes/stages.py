@@ -61,7 +61,7 @@ class _KeyframeRender:
         self._computed = render._Computed
         self.cached = plan.entry.indices() if plan.entry is not None else set()
         self.keys_q: queue.Queue = queue.Queue(QUEUE_SEGMENTS)
-        self.out_q: queue.Queue = queue.Queue(QUEUE_SEGMENTS * (kplan_spacing(kplan) + 1))
+        self.out_q: queue.Queue = queue.Queue(QUEUE_SEGMENTS * (kplan.spacing + 1))
         self.events_q: queue.Queue = queue.Queue(render.EVENT_QUEUE)  # bounded, as the per-frame loop's
         self._offer = render._offer
         self.stop = threading.Event()
@@ -133,18 +133,16 @@ class _KeyframeRender:
         """Frames in order; each keyframe goes on with the in-betweens before it (in its shot). A live
         plan is made here from the frames read; each waits until its place in it is settled."""
         kplan = self.kplan
-        live = isinstance(kplan, LivePlan)
         waiting: deque = deque()  # read, not yet settled in a live plan (at most two frames)
         for item in self._frames():
             if self.cancel.cancelled:
                 break
-            if live:
-                kplan.measure(item[0], item[1])
+            kplan.measure(item[0], item[1])
             waiting.append(item)
-            while waiting and (not live or kplan.settled(waiting[0][0])):
+            while waiting and kplan.settled(waiting[0][0]):
                 if not self._hand_on(*waiting.popleft()):
                     return
-            if live and kplan.done:  # the reader yields every frame up to the horizon, where the plan closes
+            if not kplan.wants_frames_after(item[0]):  # a live plan closes before the horizon it read up to
                 break
         self._put(self.keys_q, _DONE)
 
@@ -261,20 +259,12 @@ class _KeyframeRender:
 
     # -- sources ----------------------------------------------------------------------------------
     def _frames(self) -> Iterator[tuple]:
-        """(index, frame, neighbours, centre) for [start, plan.stop), with the engine's temporal radius."""
-        stop = self.kplan.horizon if isinstance(self.kplan, LivePlan) else self.kplan.stop
-        return frames_with_neighbors(self.plan.info, self.plan.start, stop, self.engine.temporal_radius)
+        """(index, frame, neighbours, centre) for [start, kplan.horizon), with the engine's temporal radius."""
+        return frames_with_neighbors(self.plan.info, self.plan.start, self.kplan.horizon, self.engine.temporal_radius)
 
     def _load_source(self, index: int):
         with VideoReader(self.plan.info.path, self.plan.info) as reader:
             return reader.frame(index)
-
-
-def kplan_spacing(kplan: KeyframePlan | LivePlan) -> int:
-    if isinstance(kplan, LivePlan):
-        return kplan.spacing
-    keys = kplan.keyframes
-    return max((b - a for a, b in zip(keys, keys[1:])), default=1)
 
 
 def _cores() -> int:
