@@ -14,6 +14,24 @@ def open_clip(qtbot, window, path):
         window.documents.open_clip(path)
 
 
+def wait_view_settled(qtbot, window, timeout=5000):
+    """Until the window's layout has settled: the preview's box is the after view's size and stays so (a
+    window just shown can resize its views after the first frame; a new box asks for the frame again)."""
+    from vdiff_gui.preview import RESIZE_SETTLE_MS
+
+    preview, view = window.preview, window.compare.after_view
+    boxes = [preview.box]
+
+    def settled():
+        qtbot.wait(RESIZE_SETTLE_MS)
+        boxes.append(preview.box)
+        ratio = view.devicePixelRatioF()
+        fits = preview.box == (max(16, round(view.width() * ratio)), max(16, round(view.height() * ratio)))
+        return boxes[-1] == boxes[-2] and fits and not preview._resize_timer.isActive()
+
+    qtbot.waitUntil(settled, timeout=timeout)
+
+
 def wait_stylized(qtbot, window, index, timeout=15000):
     """Until the after view shows the stylized frame `index` (not the original, no marker)."""
     view = window.compare.after_view

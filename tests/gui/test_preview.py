@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from gui_helpers import core_stylized, open_clip, shown_pixels, wait_stylized
+from gui_helpers import core_stylized, open_clip, shown_pixels, wait_stylized, wait_view_settled
 from PySide6.QtCore import QPoint, Qt
 
 from pipeline.video import VideoReader
@@ -127,6 +127,7 @@ def test_a_scrub_shows_a_draft_first_then_the_exact_frame(window, qtbot, sample_
     window.worker.idle_previews = False  # frame 37 must not be prepared ahead (that skips the draft)
     open_clip(qtbot, window, sample_clip)
     wait_stylized(qtbot, window, 0)
+    wait_view_settled(qtbot, window)  # a resize after this would ask for frame 37 again: a second draft
     assert window.preview.box is not None  # fitted to the view: drafts are made for it
     drafts, exact = [], []
     window.worker.preview_draft.connect(lambda index, image, params: drafts.append((index, image)))
@@ -157,14 +158,7 @@ def test_a_scrub_between_keyframes_already_made_needs_no_draft(window, qtbot, sa
     window.worker.idle_previews = False  # only the scrubs below make keyframes
     open_clip(qtbot, window, sample_clip)
     wait_stylized(qtbot, window, 0)
-    boxes = [window.preview.box]  # the window's layout may still settle: keyframes are kept per view size
-
-    def box_settled():
-        qtbot.wait(150)
-        boxes.append(window.preview.box)
-        return boxes[-1] == boxes[-2]
-
-    qtbot.waitUntil(box_settled, timeout=5000)
+    wait_view_settled(qtbot, window)  # keyframes are kept per view size
     plan = plan_keyframes(sample_clip, window.state.params, 0, window.state.info.frame_count)
     a, b = next((a, b) for a, b in zip(plan.keyframes, plan.keyframes[1:]) if a > 0 and b - a >= 3)
     drafts, exact = [], []
