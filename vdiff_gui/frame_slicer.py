@@ -205,7 +205,7 @@ class FrameSlicer(QObject):
                         self._cond.notify_all()
                         return item
                 producer = self._next if self._inflight is None else self._inflight
-                if self.distance(producer, index) <= RESTART_GAP and not self._ahead(producer, index):
+                if self._behind(producer, index):
                     self._ring.clear()  # all before `index`: the clock passed them (the thread catches up)
                 elif self.distance(index, producer) > RING_FRAMES + RESTART_GAP:
                     self._restart(index)  # the playhead moved: decode from there
@@ -232,10 +232,12 @@ class FrameSlicer(QObject):
             index = self._after(index)
         return index
 
-    def _ahead(self, producer: int, due: int) -> bool:
-        """Whether decoding `producer` next is ahead of the clock's `due` frame, within the ring's reach. In a
-        loop shorter than the ring and the restart gap, both ways round are near: ahead, not behind."""
-        return 0 < self.distance(due, producer) <= RING_FRAMES + 1
+    def _behind(self, producer: int, due: int) -> bool:
+        """Whether decoding `producer` next is at or within RESTART_GAP frames before the clock's `due` frame.
+        In a loop shorter than the ring and the gap, a producer up to the ring's reach after `due` is also a
+        few frames before it: that one is ahead, not behind."""
+        ahead = 0 < self.distance(due, producer) <= RING_FRAMES + 1
+        return self.distance(producer, due) <= RESTART_GAP and not ahead
 
     def distance(self, a: int, b: int) -> int:
         """Frames from a to b in playback order (looping over the range)."""
@@ -271,8 +273,7 @@ class FrameSlicer(QObject):
                 request, self._pending = self._pending, None
                 if request is None:  # decode ahead
                     index = self._next
-                    if (self._due is not None and 0 < self.distance(index, self._due) <= RESTART_GAP
-                            and not self._ahead(index, self._due)):
+                    if self._due is not None and index != self._due and self._behind(index, self._due):
                         # behind the clock: skip to the frame that will be due when this one is decoded
                         index = self._advance(self._due, int(self._seconds * self._fps))
                     request = _Request(index, None, True, PLAYBACK)
