@@ -205,10 +205,16 @@ class PreviewController(QObject):
             self._resize_timer.start()
         return False
 
-    def _update_box(self) -> None:
+    def fitted_box(self) -> tuple[int, int] | None:
+        """The after view's size in device pixels, which previews fit (None: zoomed to 100%, full size)."""
+        if not self.compare.fit:
+            return None
         view = self.compare.after_view
         ratio = view.devicePixelRatioF()
-        box = (max(16, round(view.width() * ratio)), max(16, round(view.height() * ratio))) if self.compare.fit else None
+        return max(16, round(view.width() * ratio)), max(16, round(view.height() * ratio))
+
+    def _update_box(self) -> None:
+        box = self.fitted_box()
         if box != self.box:
             self.box = box
             self.slicer.set_display_size(box)

@@ -19,15 +19,13 @@ def wait_view_settled(qtbot, window, timeout=5000):
     window just shown can resize its views after the first frame; a new box asks for the frame again)."""
     from vdiff_gui.preview import RESIZE_SETTLE_MS
 
-    preview, view = window.preview, window.compare.after_view
+    preview = window.preview
     boxes = [preview.box]
 
     def settled():
         qtbot.wait(RESIZE_SETTLE_MS)
         boxes.append(preview.box)
-        ratio = view.devicePixelRatioF()
-        fits = preview.box == (max(16, round(view.width() * ratio)), max(16, round(view.height() * ratio)))
-        return boxes[-1] == boxes[-2] and fits and not preview._resize_timer.isActive()
+        return boxes[-1] == boxes[-2] == preview.fitted_box() and not preview._resize_timer.isActive()
 
     qtbot.waitUntil(settled, timeout=timeout)
 
