@@ -3,7 +3,8 @@
 Modelled on napari's layer slicer (`components/_layer_slicer.py`): the GUI asks for a frame with
 `request`; a newer request replaces a pending one, and the result of one already in flight is dropped
 (`frame_sliced` carries the request's serial, and only the newest is delivered); the view keeps the
-last frame meanwhile. `force_sync()` runs requests on the calling thread, so tests are deterministic.
+last frame meanwhile. A stylized frame read from the cache entry of settings edited since (while it was
+read, or while it waited in the GUI thread's event queue) is delivered without it. `force_sync()` runs requests on the calling thread, so tests are deterministic.
 
 A frame is read from the scrubbing proxy (pipeline.video.proxy) when one is ready and big enough for
 the view, else from the source; it is scaled to the view's pixel size (never up) and, when the frame
@@ -63,14 +64,7 @@ class SlicedFrame:
     after: QImage | None  # the stylized frame (given, or from the cache), or None: not rendered
     serial: int  # the request's, or PLAYBACK
     error: str | None = None  # the frame could not be read (before is then null)
-
-
-def _same_entry(a: CacheEntry | None, b: CacheEntry | None) -> bool:
-    return (a is None and b is None) or (a is not None and b is not None and a.folder == b.folder)
-
-
-def _without_after(frame: SlicedFrame) -> SlicedFrame:
-    return replace(frame, after=None) if frame.after is not None else frame
+    after_entry: Path | None = None  # the folder of the cache entry `after` was read from (None: given, or none)
 
 
 @dataclass(frozen=True)
@@ -83,6 +77,7 @@ class _Request:
 
 class FrameSlicer(QObject):
     frame_sliced = Signal(object)  # SlicedFrame, on the GUI thread; stale requests are never delivered
+    _sliced = Signal(object)  # from the slicer's thread to _deliver, queued to the GUI thread
 
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
@@ -108,6 +103,7 @@ class FrameSlicer(QObject):
         self._generation = 0
         # the reading side: used by one thread at a time (the slicer's, or the caller's under force_sync)
         self._readers: dict[Path, VideoReader] = {}
+        self._sliced.connect(self._deliver)
         self._thread = threading.Thread(target=self._run, name="vdiff-frame-slicer", daemon=True)
         self._thread.start()
 
@@ -129,9 +125,8 @@ class FrameSlicer(QObject):
         """The cache entry stylized frames are read from (the current settings'); frames read from the one
         before are delivered without its stylized frame: it shows settings edited since."""
         with self._cond:
-            if not _same_entry(entry, self._entry):
-                self._ring = deque(_without_after(frame) for frame in self._ring)
             self._entry = entry
+            self._ring = deque(self._current(frame) for frame in self._ring)
 
     def set_display_size(self, box: tuple[int, int] | None) -> None:
         """The view's size in device pixels; frames are scaled to fit it (None: full size)."""
@@ -294,15 +289,29 @@ class FrameSlicer(QObject):
                 self._cond.notify_all()
                 if frame is None:
                     continue
-                if request.after is None and not _same_entry(config[2], self._entry):
-                    frame = _without_after(frame)  # the entry changed while this frame was read
                 if request.serial == PLAYBACK:
                     if generation != self._generation or not self._playing:
                         continue  # restarted or stopped meanwhile
-                    self._ring.append(frame)
+                    self._ring.append(self._current(frame))  # the entry may have changed while it was read
                 elif request.serial != self._serial:
                     continue  # a newer request came: drop this one
-            self.frame_sliced.emit(frame)
+            self._sliced.emit(frame)
+
+    def _deliver(self, frame: SlicedFrame) -> None:
+        """On the GUI thread: the settings may have been edited, or a newer frame asked for, since the
+        thread sent this frame (it waited in the event queue): the checks are made again here."""
+        with self._cond:
+            if frame.serial != PLAYBACK and frame.serial != self._serial:
+                return
+            frame = self._current(frame)
+        self.frame_sliced.emit(frame)
+
+    def _current(self, frame: SlicedFrame) -> SlicedFrame:
+        """`frame`, without its stylized frame if that was read from another entry than the current one (it
+        shows settings edited since). Called under the lock."""
+        if frame.after_entry is None or (self._entry is not None and self._entry.folder == frame.after_entry):
+            return frame
+        return replace(frame, after=None, after_entry=None)
 
     def _slice(self, request: _Request, info, proxy, entry, box) -> SlicedFrame:
         if info is None:
@@ -312,12 +321,13 @@ class FrameSlicer(QObject):
         except (VdiffError, OSError) as exc:
             return SlicedFrame(request.index, QImage(), None, request.serial, str(exc))
         before = array_to_qimage(resize_to(source, fit_within(source.shape[1], source.shape[0], box)))
-        after = request.after
+        after, after_entry = request.after, None
         if after is None and request.read_cache and entry is not None:
             after = entry.load(request.index)
+            after_entry = entry.folder if after is not None else None
         if after is not None:
             after = array_to_qimage(resize_to(after, fit_within(after.shape[1], after.shape[0], box)))
-        return SlicedFrame(request.index, before, after, request.serial)
+        return SlicedFrame(request.index, before, after, request.serial, after_entry=after_entry)
 
     def _read(self, info: VideoInfo, proxy: Path | None, box, index: int) -> np.ndarray:
         use_proxy = proxy is not None and proxy_fits(proxy[1], info, box)

@@ -1,5 +1,8 @@
 """The frame slicer (off-thread reads, latest wins, view-size frames, playback's ring), the proxy in the window, Follow Render."""
 
+import threading
+import time
+
 import numpy as np
 import pytest
 from gui_helpers import open_clip, shown_pixels, wait_stylized
@@ -55,8 +58,6 @@ class _GatedEntry(CacheEntry):
 
 def test_a_frame_read_from_the_entry_of_settings_edited_since_comes_without_its_stylized_frame(slicer, qtbot,
                                                                                                tmp_path):
-    import threading
-
     old, new = tmp_path / "old", tmp_path / "new"
     old.mkdir(), new.mkdir()
     reading, gate = threading.Event(), threading.Event()
@@ -76,6 +77,24 @@ def test_a_frame_read_from_the_entry_of_settings_edited_since_comes_without_its_
     slicer.request(5)
     qtbot.waitUntil(lambda: len(got) == 2)
     assert got[1].after is not None
+
+
+def test_a_frame_delivered_after_an_edit_comes_without_the_stylized_frame_of_the_settings_before(slicer, qtbot,
+                                                                                               tmp_path):
+    old, new = tmp_path / "old", tmp_path / "new"
+    old.mkdir(), new.mkdir()
+    entry = CacheEntry(old)
+    entry.store(5, np.full((64, 96, 3), 77, np.uint8))
+    slicer.set_entry(entry)
+    got = []
+    slicer.frame_sliced.connect(got.append)
+    slicer.request(5)
+    assert slicer.wait_until_idle()  # no events handled meanwhile: the frame read waits in the GUI's queue
+    time.sleep(0.1)  # (sent just after the slicer's thread went idle)
+    slicer.set_entry(CacheEntry(new))  # an edit, handled before the queued frame
+    qtbot.waitUntil(lambda: bool(got))
+    assert got[0].index == 5 and not got[0].before.isNull()
+    assert got[0].after is None  # the old look is not shown as the new settings' frame
 
 
 def test_frames_decoded_ahead_from_the_entry_of_settings_edited_since_come_without_their_stylized_frames(

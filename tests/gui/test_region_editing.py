@@ -39,12 +39,13 @@ def test_a_painted_region_is_the_only_part_restyled_and_it_is_undoable(window, q
     mask = painter.mask
     assert mask[:, -5:].min() == 255 and mask[:, :mask.shape[1] // 2 - 5].max() == 0
     painter.feather.setValue(0)
+    requested = window.preview.previews_requested
     painter.done(QDialog.DialogCode.Accepted)
     anchors = window.state.params.mask_anchors
     assert [frame for frame, _ in anchors] == [0]
     assert window.timeline.edit_key_frames()["mask"] == [0]  # marked on the timeline
     # the preview: the left half is the source, the right half restyled
-    qtbot.waitUntil(lambda: window.preview.previews_requested > 0 and window.compare.after_view.marker() is None, timeout=15000)
+    qtbot.waitUntil(lambda: window.preview.previews_requested > requested and window.compare.after_view.marker() is None, timeout=15000)
     wait_stylized(qtbot, window, 0)
     after, before = shown_pixels(window.compare.after_view), shown_pixels(window.compare.before_view)
     half = after.shape[1] // 2
