@@ -2,11 +2,11 @@
 (pipeline.keyframes.plan.scan_clip: a preview's plan then costs nothing) and makes its scrubbing proxy
 (pipeline.video.proxy).
 
-The scan runs on a thread at a lower CPU priority than the rest of the app, so that previews and
-renders keep the cores. The proxy is then made by a child process at that priority
-(make_proxy_in_child): a whole clip's decoding and encoding never hold this process's Python lock,
-which a low-priority thread on a busy machine would keep for long stretches while the GUI thread
-waits. Its thread here only reads the child's progress. Opening another clip (or closing the window)
+The scan runs on a thread at the app's priority: a thread here at a lower one holds Python's lock
+while the system leaves it waiting on a busy machine, and the GUI thread waits for the lock meanwhile
+(docs/benchmarks.md). The proxy is then made by a child process at a lower priority
+(make_proxy_in_child), so that previews and renders keep the cores: a whole clip's decoding and
+encoding never hold this process's Python lock. Its thread here only reads the child's progress. Opening another clip (or closing the window)
 cancels both. Until the proxy is ready the preview reads the original, so a failure only costs
 speed: it is logged, not shown.
 """
@@ -28,7 +28,7 @@ from pipeline.video.proxy import PROXY_BOX, find_proxy, make_proxy_in_child, pro
 
 log = logging.getLogger(__name__)
 
-NICENESS = 10  # the scan thread and the proxy's process yield the cores to previews and renders
+NICENESS = 10  # the proxy's process yields the cores to previews and renders
 
 
 class ProxyMaker(QObject):
@@ -77,7 +77,6 @@ class ProxyMaker(QObject):
         return self._scanned.is_set()
 
     def _scan(self, info: VideoInfo, token: CancelToken, scanned: threading.Event, over: threading.Event) -> None:
-        _lower_priority()  # known: on a busy machine it can hold Python's lock while descheduled (docs/benchmarks.md)
         try:  # a few seconds even at 1080p
             scan_clip(info.path, token)
             scanned.set()
@@ -105,10 +104,3 @@ class ProxyMaker(QObject):
         if path is not None and not token.cancelled:
             self.proxy_ready.emit(info, str(path), size[0])
 
-
-def _lower_priority() -> None:
-    """Linux: a thread has its own nice value (other systems: the thread keeps the app's priority)."""
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICENESS)
-    except (AttributeError, OSError):
-        pass
