@@ -143,8 +143,8 @@ def render_frames(
         keyframes = _keyframe_plan(info, request, start, end, cancel, local=stages is None)
         if has_region(request.params):  # keyframes: up to the keyframe closing the last segment
             plan.edit = RegionEdit(request.params, info, start, keyframes.stop if keyframes else end)
-        if isinstance(keyframes, KeyframePlan) and entry is not None:  # the app marks them on the timeline
-            _note_plan(entry, keyframes)
+        if keyframes and entry is not None:  # the app marks them on the timeline (a live plan: none settled yet)
+            _note_plan(entry, keyframes.plan())
         cached = len(entry.indices() & set(range(start, end))) if entry else 0
         yield Started(total=end - start, cached=cached, device=engine.device)
         if request.output is not None:
@@ -169,7 +169,7 @@ def render_frames(
                 done = event.done
                 rendered += not event.from_cache
             yield event
-        if isinstance(keyframes, LivePlan) and entry is not None:
+        if keyframes and entry is not None:  # a live plan's, as far as it settled (a made plan's is there)
             _note_plan(entry, keyframes.plan())
         if cancel.cancelled:
             raise CancelledError()

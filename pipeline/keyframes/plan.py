@@ -83,6 +83,10 @@ class KeyframePlan:
     def measure(self, index: int, frame: np.ndarray) -> None:
         """A plan made already needs no frames."""
 
+    def plan(self) -> KeyframePlan:
+        """What is settled, as a plan: all of it (as LivePlan.plan)."""
+        return self
+
     def settled(self, index: int) -> bool:
         return True
 
