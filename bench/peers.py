@@ -292,9 +292,11 @@ def style_image_comparison(work: Path, clip: Path, frames: int, repeats: int, si
 
 
 def diffusion_comparison(work: Path, frames: int, repeats: int, gpu: bool = False, steps: int = 20,
-                         strength: float = 0.5, guidance: float = 7.5, arch: str = "sd15") -> dict:
+                         strength: float = 0.5, guidance: float = 7.5, arch: str = "sd15",
+                         models: Path | None = None) -> dict:
     if gpu:
-        model = make_sd15_random(work / "sd15-random") if arch == "sd15" else make_sd_turbo_random(work / "sdt-random")
+        models = models or work
+        model = make_sd15_random(models / "sd15-random") if arch == "sd15" else make_sd_turbo_random(models / "sdt-random")
         clip = make_sample_clip(work / f"gpu-{steps}.mp4", frames=frames, width=512, height=512, fps=24)
         label = {"sd15": "SD 1.5", "sd-turbo": "SD-Turbo"}[arch]
         device, name = "cuda", f"2 diffusion, {label} architecture, CUDA, {steps} step(s)"
@@ -367,7 +369,7 @@ def make_sd15_random(folder: Path, turbo: bool = False) -> Path:
     return folder
 
 
-def compile_warmup(work: Path) -> dict:
+def compile_warmup(work: Path, models: Path | None = None) -> dict:
     """--gpu --compile: the first-frame cost of torch.compile on the SD 1.5 UNet, and the frame time after."""
     import numpy as np
 
@@ -375,7 +377,7 @@ def compile_warmup(work: Path) -> dict:
     from pipeline.engines.diffusion import DiffusionEngine
     from pipeline.request import StyleParams
 
-    model = make_sd15_random(work / "sd15-random")
+    model = make_sd15_random((models or work) / "sd15-random")
     frame = (np.random.default_rng(0).random((512, 512, 3)) * 255).astype(np.uint8)
     row = {}
     for compiled in (False, True):
@@ -471,6 +473,8 @@ def main() -> int:
                         help="run only these parts (repeatable; style-image: 1b alone, on the first of --sizes)")
     parser.add_argument("--baseline", type=Path, metavar="CHECKOUT",
                         help="also time the fast-style renders of another checkout (e.g. a worktree of the last release)")
+    parser.add_argument("--models", type=Path, metavar="DIR",
+                        help="keep the generated GPU models here between runs (default: a temporary folder)")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "peers.json"))
     args = parser.parse_args()
     repeats = args.repeats or (1 if args.quick else 3)
@@ -496,13 +500,14 @@ def main() -> int:
             for steps in (1, 4):
                 report["results"].append(diffusion_comparison(work, 16 if args.quick else 64, repeats, gpu=True,
                                                               steps=steps, strength=1.0, guidance=0.0 if steps == 1
-                                                              else 7.5))
+                                                              else 7.5, models=args.models))
             # the aim: SD-Turbo's architecture, 1 step at 512x512, >= 100 fps (batching, bf16, channels-last,
             # torch.compile on; VDIFF_TINY_VAE is set when a tiny autoencoder is given)
             report["results"].append(diffusion_comparison(work, 32 if args.quick else 128, repeats, gpu=True, steps=1,
-                                                          strength=1.0, guidance=0.0, arch="sd-turbo"))
+                                                          strength=1.0, guidance=0.0, arch="sd-turbo",
+                                                          models=args.models))
             if args.compile:
-                report["results"].append(compile_warmup(work))
+                report["results"].append(compile_warmup(work, args.models))
     if not gpu:
         report["results"].append({"comparison": "2 diffusion on CUDA (SD 1.5, SD-Turbo architectures)",
                                   "skipped": "no CUDA device" if report["machine"]["gpu"] is None else "not asked"})

@@ -190,16 +190,20 @@ def test_cuda_dtype_setting(monkeypatch):
     assert cuda_dtype() == torch.bfloat16
 
 
-@pytest.mark.diffusion
-def test_previews_use_the_tiny_autoencoder_and_are_not_cached(tiny_sd, sample_clip, tmp_path, monkeypatch):
+def _save_tiny_autoencoder(folder):
     from diffusers import AutoencoderTiny
-
-    from pipeline.cache import FrameCache
 
     torch.manual_seed(0)
     tiny = AutoencoderTiny(encoder_block_out_channels=(16, 16), decoder_block_out_channels=(16, 16),
                            num_encoder_blocks=(1, 1), num_decoder_blocks=(1, 1), latent_channels=4)
-    tiny.save_pretrained(tmp_path / "taesd")
+    tiny.save_pretrained(folder)
+
+
+@pytest.mark.diffusion
+def test_previews_use_the_tiny_autoencoder_and_are_not_cached(tiny_sd, sample_clip, tmp_path, monkeypatch):
+    from pipeline.cache import FrameCache
+
+    _save_tiny_autoencoder(tmp_path / "taesd")
     params = _diffusion(tiny_sd)
     entry = FrameCache(tmp_path / "cache").entry("k")
     exact = create_engine(params)
@@ -216,6 +220,27 @@ def test_previews_use_the_tiny_autoencoder_and_are_not_cached(tiny_sd, sample_cl
         assert quick.shape == image.shape
         full = fast.process(reader.frame(7), FrameContext(7))  # renders keep the full autoencoder
     assert np.abs(quick.astype(int) - full).mean() > 1
+
+
+@pytest.mark.diffusion
+def test_renders_take_the_tiny_autoencoder_only_when_asked_and_their_cache_identity_says_so(tiny_sd, sample_clip,
+                                                                                            tmp_path, monkeypatch):
+    _save_tiny_autoencoder(tmp_path / "taesd")
+    monkeypatch.setenv("VDIFF_TINY_VAE", str(tmp_path / "taesd"))
+    engine = create_engine(_diffusion(tiny_sd))
+    engine.prepare()
+    with VideoReader(sample_clip) as reader:
+        frame = reader.frame(7)
+    full, identity = engine.process(frame, FrameContext(7)), engine.cache_identity()
+    assert "tiny_autoencoder" not in identity
+    assert engine.use_tiny_autoencoder()
+    draft = engine.process(frame, FrameContext(7))
+    assert draft.shape == full.shape and np.abs(draft.astype(int) - full).mean() > 1
+    assert engine.cache_identity() == {**identity, "tiny_autoencoder": True}
+    engine.close()
+    assert engine.cache_identity() == identity
+    monkeypatch.setenv("VDIFF_TINY_VAE", str(tmp_path / "nowhere"))
+    assert not create_engine(_diffusion(tiny_sd)).use_tiny_autoencoder()
 
 
 def test_flow_computed_ahead_gives_the_stabilizer_s_own_frames(sample_clip, workers):

@@ -65,13 +65,14 @@ class DiffusionEngine(Engine):
     CPU. On CUDA the models run in bf16 (fp16 where bf16 is not native) and channels-last with
     PyTorch's SDPA attention; a frame goes up through pinned memory and comes back once, as uint8.
     `compile` (default: the VDIFF_TORCH_COMPILE setting) torch.compiles the UNet; the first frames
-    then pay its warm-up, reported in `compile_seconds`. `preview()` decodes with a tiny
+    then pay its warm-up, reported in `compile_seconds`. `batch_frames` sets the frames per UNet call
+    on the GPU path (bench/gpu.py measures 1 to 16). `preview()` decodes with a tiny
     autoencoder (AutoencoderTiny) when one is available locally, for scrubbing; renders never do.
     """
 
     name = "diffusion"
 
-    def __init__(self, params, compile: bool | None = None):
+    def __init__(self, params, compile: bool | None = None, batch_frames: int = CUDA_BATCH_FRAMES):
         super().__init__(params)
         check_scheduler(params.scheduler)
         _check_steps(params)
@@ -89,12 +90,13 @@ class DiffusionEngine(Engine):
         self._tiny_vae = None  # None: not looked for yet; False: none available
         self.previews_exact = True  # False once previews decode with the tiny autoencoder
         self._native_side: int | None = None  # the model family's trained size, once known
-        self._max_batch = CUDA_BATCH_FRAMES  # halved by an out-of-memory fallback before offloading
+        self._max_batch = max(1, batch_frames)  # halved by an out-of-memory fallback before offloading
         self._encoded_for: tuple | None = None  # (prompt, negative prompt, guidance on) of _prompt_kwargs
         self._conditioning = Conditioning()
         self.on_load_progress = None  # (component, done, total) while prepare() loads; set by the app
         self.loads = 0  # how many times this engine loaded its model
         self.flagged_frames: list[int] = []  # frames the safety checker blacked out (when it is on)
+        self._draft = False  # True once use_tiny_autoencoder() put the tiny autoencoder in the pipeline
 
     def output_size(self, width: int, height: int) -> tuple[int, int]:
         return fit_size(width, height, self.params.max_side or self.default_side(), multiple=SIZE_MULTIPLE)
@@ -110,7 +112,8 @@ class DiffusionEngine(Engine):
         """What changes pixels beyond the parameters: the device and dtype the model runs in, and the
         requested memory mode (offload and VAE tiling change the arithmetic)."""
         device, dtype = resolve_device(self.params.device)
-        return {"device": device, "dtype": dtype_label(dtype), "low_memory": self.params.low_memory}
+        identity = {"device": device, "dtype": dtype_label(dtype), "low_memory": self.params.low_memory}
+        return {**identity, "tiny_autoencoder": True} if self._draft else identity
 
     def prepare(self, cancel: CancelToken | None = None) -> None:
         if cancel is not None and cancel.cancelled:
@@ -197,6 +200,10 @@ class DiffusionEngine(Engine):
         """Frames per UNet call for frames that do not depend on each other."""
         gpu_path = self._torch_device == "cuda" or gpu_path_on_cpu()
         return self._max_batch if gpu_path and not self._low_memory else 1
+
+    @batch_frames.setter
+    def batch_frames(self, count: int) -> None:
+        self._max_batch = max(1, count)
 
     @contextmanager
     def parallel(self, workers: int):
@@ -321,6 +328,18 @@ class DiffusionEngine(Engine):
         object.__setattr__(fast, "vae", self._tiny_vae)  # bypasses the pipeline's config bookkeeping
         return self._denoise(fast, [image], [ctx], [image])[0]
 
+    def use_tiny_autoencoder(self) -> bool:
+        """From now on process() too encodes and decodes with the tiny autoencoder (bench/gpu.py's draft
+        rows; the frames differ, so the cache identity says so). False when none is available."""
+        if self._pipe is None:
+            self.prepare()
+        tiny = load_tiny_autoencoder(self._pipe, self._torch_device, self._dtype)
+        if tiny is None:
+            return False
+        object.__setattr__(self._pipe, "vae", tiny)  # as preview() does; the pool holds this same pipeline
+        self._draft = True
+        return True
+
     def _out_of_memory_message(self, size: tuple[int, int]) -> str:
         return (
             f"the {self._torch_device.upper()} ran out of memory at {size[0]}x{size[1]} even with the low-memory "
@@ -431,6 +450,7 @@ class DiffusionEngine(Engine):
         self._pipe = None
         self._pool = queue.SimpleQueue()
         self._tiny_vae = None
+        self._draft = False
         self._prompt_kwargs = {}
         self._prompt_schedule = None
         self._cross_frame = None
