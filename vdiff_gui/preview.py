@@ -256,6 +256,8 @@ class PreviewController(QObject):
         self.timeline.set_keyframes([])
 
     def _on_params_changed(self, params) -> None:
+        if self.rendering:
+            self.set_follow_render(False)  # the render goes on with the settings it began with
         self._forget_entry()
         if self.state.info is not None:
             self.compare.set_after_marker(UPDATING)
@@ -264,6 +266,8 @@ class PreviewController(QObject):
     def _on_range_changed(self, in_point: int, out_point: int) -> None:
         # a consistent render's frames depend on where its range starts: another start, another cache entry
         if self.entry is not None and in_point != self._entry_start:
+            if self.rendering:
+                self.set_follow_render(False)  # the render's frames belong to the range it began with
             self._forget_entry()
             self._debounce.start()
 
@@ -319,7 +323,9 @@ class PreviewController(QObject):
         self.refresh_rendered()
         self.show_current()
 
-    def _on_frame_rendered(self, index: int, image) -> None:
+    def _on_frame_rendered(self, index: int, image, params, start: int) -> None:
+        if params != self.state.params or start != self.state.in_point:
+            return  # the settings were edited since the render began: its frames are not theirs
         self._rendered.add(index)
         self._fresh = (index, image)
         if not self._band_timer.isActive():

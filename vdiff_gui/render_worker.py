@@ -109,7 +109,7 @@ class RenderWorker(QThread):
     preview_failed = Signal(str, str)  # message, kind ('error' or 'out_of_memory')
     render_started = Signal(int, int)  # total, already cached
     step_changed = Signal(int, int, int)  # frame index, denoising step, steps
-    frame_rendered = Signal(int, object)  # newest frame of the render (throttled), HxWx3 uint8 RGB
+    frame_rendered = Signal(int, object, object, int)  # newest frame (throttled, RGB uint8), its StyleParams, start
     progress_changed = Signal(int, int, float)  # done, total, computed frames per second
     render_finished = Signal(dict)  # pipeline.events.Finished as a dict (output, verification, ...)
     render_cancelled = Signal()
@@ -511,7 +511,7 @@ class RenderWorker(QThread):
                         computed.append(now)
                     if now - last_frame_signal >= FRAME_SIGNAL_INTERVAL or event.done == event.total:
                         last_frame_signal = now
-                        self.frame_rendered.emit(event.index, event.image)
+                        self.frame_rendered.emit(event.index, event.image, request.params, request.start)
                     self.progress_changed.emit(event.done, event.total, _rate(computed))
                     self._serve_cached_preview(request)
                 elif isinstance(event, Step):

@@ -5,7 +5,7 @@ import time
 
 import numpy as np
 import pytest
-from gui_helpers import open_clip, shown_pixels, wait_stylized
+from gui_helpers import core_stylized, open_clip, shown_pixels, wait_stylized
 
 from pipeline.cache import CacheEntry
 from pipeline.engines.base import resize_to
@@ -199,6 +199,26 @@ def test_stepping_during_a_render_stops_following_it(window, qtbot, small_clip):
     follow.trigger()
     assert follow.isChecked() and window.state.frame == window.preview._fresh[0]
     qtbot.waitUntil(lambda: window.jobs.job_state == "idle", timeout=20000)
+
+
+def test_settings_edited_during_a_render_are_not_shown_the_renders_frames(window, qtbot, small_clip):
+    open_clip(qtbot, window, small_clip)
+    wait_stylized(qtbot, window, 0)
+    window.state.edit(style="3")
+    window.worker.pause()  # takes hold before the first frame
+    with qtbot.waitSignal(window.worker.render_started, timeout=10000):
+        window.render_bar.render_button.click()
+    window.state.edit(style="8")  # the render goes on with style 3
+    seen = []  # the after view as each of the render's frames arrives (after the preview took it)
+    window.worker.frame_rendered.connect(
+        lambda *_: seen.append((window.compare.after_view.marker(), window.compare.after_view.showing_original)))
+    with qtbot.waitSignal(window.worker.render_finished, timeout=20000):
+        window.worker.resume()
+    assert not window.actions["follow_render"].isChecked()  # the render's frames are not the settings' on screen
+    assert seen and all(marker is not None or original for marker, original in seen)
+    wait_stylized(qtbot, window, 0)  # not pulled to the render's frames; once it is done, the new look's preview
+    assert np.array_equal(shown_pixels(window.compare.after_view), core_stylized(small_clip, window.state.params, 0))
+    assert window.timeline.rendered_count < 16  # the render's frames are not marked as the new settings'
 
 
 def test_playback_shows_dropped_frames(window, qtbot, small_clip, monkeypatch):
