@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -36,18 +37,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from peers import PROMPT, make_sd_turbo_random  # noqa: E402
 
-
-def footage(count: int, side: int) -> list[np.ndarray]:
-    """A photograph (scikit-image's astronaut) panned and zoomed like a slow camera move."""
-    import cv2
-    from skimage import data
-
-    photo = cv2.resize(data.astronaut(), (side * 2, side * 2), interpolation=cv2.INTER_AREA)
-    frames = []
-    for index in range(count):
-        x, y = 4 * index % side, 2 * index % side
-        frames.append(np.ascontiguousarray(photo[y:y + side, x:x + side]))
-    return frames
+from pipeline.footage import footage_frames  # noqa: E402
 
 
 def make_tiny_autoencoder(folder: Path) -> Path:
@@ -145,8 +135,6 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "gpu.json")
     args = parser.parse_args()
 
-    import os
-
     import torch
 
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -163,7 +151,8 @@ def main() -> int:
         else:
             model = make_sd_turbo_random(models / "sdt-random")
         os.environ["VDIFF_TINY_VAE"] = str(make_tiny_autoencoder(models / "tiny-autoencoder"))
-        frames = footage(args.frames, frames_side(args.device))
+        side = frames_side(args.device)
+        frames = list(footage_frames(args.frames, side, side))  # a hand-held shot: parallax and occlusion
         report = {"gpu": torch.cuda.get_device_name(0) if args.device == "cuda" else None, "torch": torch.__version__,
                   "model": "tiny test pipeline" if args.tiny else "SD-Turbo architecture, random weights",
                   "size": frames_side(args.device), "steps": args.steps, "rows": {}}
@@ -187,9 +176,8 @@ def main() -> int:
                 record(f"vdiff engine ({engine.device}), {per_call} per call", measure(run, frames, per_call))
             record("vdiff preview, 1 frame (tiny autoencoder)", preview_row(engine, frames))
             engine.use_tiny_autoencoder()
-            for per_call in (max(args.batches),):
-                engine.batch_frames = per_call
-                record(f"vdiff engine + tiny autoencoder, {per_call} per call", measure(run, frames, per_call))
+            engine.batch_frames = per_call = max(args.batches)
+            record(f"vdiff engine + tiny autoencoder, {per_call} per call", measure(run, frames, per_call))
             engine.close()
         if args.compile or args.only_compile:
             engine = make_engine(model, args.device, args.steps, compile=True)

@@ -291,8 +291,12 @@ class PreviewController(QObject):
         if self.compare.before_view.frame_index == index:  # else the slicer's original shows it when it comes
             self.compare.show_frame(index, self.compare.before_view.image(), self._draft[1], DRAFT)
 
+    def _holds_current(self, params, start: int) -> bool:
+        """Whether frames made with `params` from range start `start` are the window's settings' frames."""
+        return params == self.state.params and start == self.state.in_point
+
     def _on_cache_entry_changed(self, folder: str, params, start: int) -> None:
-        if params == self.state.params and start == self.state.in_point:
+        if self._holds_current(params, start):
             self.entry, self._entry_start = CacheEntry(Path(folder)), start
             self.slicer.set_entry(self.entry)
             self.refresh_rendered()
@@ -324,7 +328,7 @@ class PreviewController(QObject):
         self.show_current()
 
     def _on_frame_rendered(self, index: int, image, params, start: int) -> None:
-        if params != self.state.params or start != self.state.in_point:
+        if not self._holds_current(params, start):
             return  # the settings were edited since the render began: its frames are not theirs
         self._rendered.add(index)
         self._fresh = (index, image)

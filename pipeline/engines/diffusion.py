@@ -96,7 +96,6 @@ class DiffusionEngine(Engine):
         self.on_load_progress = None  # (component, done, total) while prepare() loads; set by the app
         self.loads = 0  # how many times this engine loaded its model
         self.flagged_frames: list[int] = []  # frames the safety checker blacked out (when it is on)
-        self._draft = False  # True once use_tiny_autoencoder() put the tiny autoencoder in the pipeline
 
     def output_size(self, width: int, height: int) -> tuple[int, int]:
         return fit_size(width, height, self.params.max_side or self.default_side(), multiple=SIZE_MULTIPLE)
@@ -113,7 +112,7 @@ class DiffusionEngine(Engine):
         requested memory mode (offload and VAE tiling change the arithmetic)."""
         device, dtype = resolve_device(self.params.device)
         identity = {"device": device, "dtype": dtype_label(dtype), "low_memory": self.params.low_memory}
-        return {**identity, "tiny_autoencoder": True} if self._draft else identity
+        return {**identity, "tiny_autoencoder": True} if self._renders_with_tiny_autoencoder else identity
 
     def prepare(self, cancel: CancelToken | None = None) -> None:
         if cancel is not None and cancel.cancelled:
@@ -317,28 +316,37 @@ class DiffusionEngine(Engine):
         diffusion_models.load_tiny_autoencoder), else exactly process()."""
         if self._pipe is None:
             self.prepare(ctx.cancel)
-        if self._tiny_vae is None:
-            self._tiny_vae = load_tiny_autoencoder(self._pipe, self._torch_device, self._dtype) or False
-            self.previews_exact = self._tiny_vae is False
-        if self._tiny_vae is False:
+        tiny = self._tiny_autoencoder()
+        if tiny is None:
             return self.process(frame, ctx)
         h, w = frame.shape[:2]
         image = resize_to(frame, self.output_size(w, h))
         fast = _pipeline_copy(self._pipe)
-        object.__setattr__(fast, "vae", self._tiny_vae)  # bypasses the pipeline's config bookkeeping
+        object.__setattr__(fast, "vae", tiny)  # bypasses the pipeline's config bookkeeping
         return self._denoise(fast, [image], [ctx], [image])[0]
+
+    def _tiny_autoencoder(self):
+        """The tiny autoencoder, looked for once per loaded model; None when none is available."""
+        if self._tiny_vae is None:
+            self._tiny_vae = load_tiny_autoencoder(self._pipe, self._torch_device, self._dtype) or False
+            self.previews_exact = self._tiny_vae is False
+        return None if self._tiny_vae is False else self._tiny_vae
 
     def use_tiny_autoencoder(self) -> bool:
         """From now on process() too encodes and decodes with the tiny autoencoder (bench/gpu.py's draft
         rows; the frames differ, so the cache identity says so). False when none is available."""
         if self._pipe is None:
             self.prepare()
-        tiny = load_tiny_autoencoder(self._pipe, self._torch_device, self._dtype)
+        tiny = self._tiny_autoencoder()
         if tiny is None:
             return False
         object.__setattr__(self._pipe, "vae", tiny)  # as preview() does; the pool holds this same pipeline
-        self._draft = True
         return True
+
+    @property
+    def _renders_with_tiny_autoencoder(self) -> bool:
+        tiny = self._tiny_vae
+        return self._pipe is not None and isinstance(tiny, torch.nn.Module) and self._pipe.vae is tiny
 
     def _out_of_memory_message(self, size: tuple[int, int]) -> str:
         return (
@@ -450,7 +458,6 @@ class DiffusionEngine(Engine):
         self._pipe = None
         self._pool = queue.SimpleQueue()
         self._tiny_vae = None
-        self._draft = False
         self._prompt_kwargs = {}
         self._prompt_schedule = None
         self._cross_frame = None
