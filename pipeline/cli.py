@@ -462,7 +462,7 @@ def _cmd_preview(args) -> int:
     from pipeline.editing.region import RegionEdit, has_region
     from pipeline.engines import create_engine
     from pipeline.errors import OutputError
-    from pipeline.render import preview_frame
+    from pipeline.previews import preview_frame
     from pipeline.request import parse_position
     from pipeline.video import VideoReader
 

@@ -12,7 +12,7 @@ from pipeline.events import CancelToken
 from pipeline.footage import make_footage_clip
 from pipeline.keyframes import plan_keyframes
 from pipeline.keyframes import preview as keyframe_previews
-from pipeline.render import prepare_previews, preview_frame, preview_ready
+from pipeline.previews import prepare_previews, preview_frame, preview_ready
 from pipeline.request import StyleParams
 from pipeline.video import VideoReader
 

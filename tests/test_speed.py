@@ -11,7 +11,8 @@ import torch
 from pipeline.engines import FrameContext, create_engine
 from pipeline.engines.fast_style import FastStyleEngine
 from pipeline.events import Cancelled, CancelToken, Finished, FrameReady
-from pipeline.render import preview_frame, render_frames
+from pipeline.previews import preview_frame
+from pipeline.render import render_frames
 from pipeline.request import OutputSpec, RenderRequest, StyleParams
 from pipeline.video import VideoReader
 

@@ -12,7 +12,8 @@ import pytest
 from pipeline.cache import FrameCache, render_key
 from pipeline.engines import create_engine
 from pipeline.events import Cancelled, CancelToken, Finished, FrameReady, Started
-from pipeline.render import cache_description, preview_frame, render_frames
+from pipeline.previews import preview_frame
+from pipeline.render import cache_description, render_frames
 from pipeline.request import OutputSpec, RenderRequest, StyleParams
 from pipeline.sample import make_sample_clip
 from pipeline.temporal import FlickerMeter

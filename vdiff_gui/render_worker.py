@@ -4,7 +4,7 @@ The GUI talks to it through plain thread-safe methods, never queued slots: a thr
 loop cannot run queued slots. Previews are latest-wins: a newer one replaces a pending one and cancels
 one in flight. Each render ends with exactly one of render_finished / render_cancelled / render_failed.
 Frames leave this thread as numpy arrays; QImages are made on the GUI thread. With nothing else to
-do, it renders preview frames around the last preview's frame (pipeline.render.prepare_previews),
+do, it renders preview frames around the last preview's frame (pipeline.previews.prepare_previews),
 stopped within milliseconds by any request.
 """
 
@@ -26,7 +26,8 @@ from pipeline.editing.region import RegionEdit, has_region
 from pipeline.engines import Engine, FrameContext, create_engine
 from pipeline.errors import CancelledError, OutOfMemoryError, VdiffError
 from pipeline.events import Cancelled, CancelToken, Failed, Finished, FrameReady, Started, Step
-from pipeline.render import open_cache_entry, prepare_previews, preview_frame, preview_needs_keyframes, render_frames
+from pipeline.previews import prepare_previews, preview_frame, preview_needs_keyframes
+from pipeline.render import open_cache_entry, render_frames
 from pipeline.request import RenderRequest, StyleParams
 from pipeline.engines.base import resize_to
 from pipeline.temporal.flicker_sampler import FlickerSampler

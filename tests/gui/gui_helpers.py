@@ -4,7 +4,7 @@ import numpy as np
 
 from pipeline.engines import FrameContext, create_engine
 from pipeline.keyframes import uses_keyframes
-from pipeline.render import preview_frame
+from pipeline.previews import preview_frame
 from pipeline.video import VideoReader
 from vdiff_gui.images import qimage_to_array
 

@@ -185,7 +185,7 @@ def shrink_views(qtbot, window, monkeypatch):
 
 def test_idle_time_prepares_previews_and_a_scrub_onto_one_needs_no_draft(window, qtbot, sample_clip, monkeypatch):
     from pipeline.engines import create_engine
-    from pipeline.render import preview_frame
+    from pipeline.previews import preview_frame
     from vdiff_gui.frame_slicer import fit_within
 
     shrink_views(qtbot, window, monkeypatch)
@@ -232,7 +232,7 @@ def test_before_its_proxy_a_long_gop_clip_gets_its_keyframes_prepared(window, qt
     from pipeline.engines import create_engine
     from pipeline.keyframes import plan_keyframes
     from pipeline.keyframes.preview import prepared
-    from pipeline.render import preview_frame
+    from pipeline.previews import preview_frame
     from vdiff_gui.frame_slicer import fit_within
 
     clip = long_gop_clip
