@@ -254,7 +254,7 @@ class MainWindow(QMainWindow):
         w.render_started.connect(lambda *_: self.render_bar.clear_flicker())
         w.loading_changed.connect(self._on_loading_changed)
         w.flicker_measured.connect(self.flicker_graph.add)
-        w.preview_failed.connect(lambda text, kind: self.show_error(f"Preview failed: {text}", kind))
+        w.preview_failed.connect(lambda text, kind, *_: self.show_error(f"Preview failed: {text}", kind))
         jobs.failed.connect(lambda text, kind: self.show_error(f"Render failed: {text}", kind, retry_render=True))
         jobs.export_done.connect(self._on_export_done)
         self.render_bar.export_button.clicked.connect(self.open_export_dialog)

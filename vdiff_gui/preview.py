@@ -29,6 +29,7 @@ PENDING = "rendering preview…"
 NOT_RENDERED = "not rendered: showing the original"
 UPDATING = "updating…"
 DRAFT = "draft: sharpening…"  # a scrub's quick look, until the exact preview replaces it
+FAILED = "no preview: see the message above"
 
 
 class PreviewController(QObject):
@@ -58,6 +59,7 @@ class PreviewController(QObject):
         self._fresh: tuple | None = None  # (index, array) of the newest rendered frame
         self._stylized: tuple | None = None  # (index, QImage) of the worker's newest preview
         self._draft: tuple | None = None  # (index, QImage) of its newest draft (a quick, smaller look)
+        self._failed: tuple | None = None  # (index, params) of the preview that failed, until asked again
         self._due: tuple[int, bool] | None = None  # playback: (frame due, shown yet)
         self._debounce = QTimer(self, singleShot=True, interval=DEBOUNCE_MS)
         self._debounce.timeout.connect(self.request_preview)
@@ -166,8 +168,13 @@ class PreviewController(QObject):
         else:
             if frame.index in self._rendered and not self._following:
                 self.request_preview()  # listed in the cache but unreadable: render it again
-            marker = NOT_RENDERED if self._following else PENDING
-            self.compare.show_frame(frame.index, frame.before, None, marker)
+            self.compare.show_frame(frame.index, frame.before, None, self._marker_for(frame.index))
+
+    def _marker_for(self, index: int) -> str:
+        """What the after half says over the original of frame `index` while it has no stylized frame."""
+        if self._following:
+            return NOT_RENDERED
+        return FAILED if self._failed == (index, self.state.params) else PENDING
 
     def _show_due(self, index: int) -> None:
         """Playback: show frame `index` if decoded ahead; count the frames the clock passed unshown."""
@@ -194,7 +201,7 @@ class PreviewController(QObject):
         wanted = (self.state.info.path, self.state.params, self.state.frame, self.state.in_point, self.box)
         if wanted == self._last_submitted:
             return
-        self._last_submitted = wanted
+        self._last_submitted, self._failed = wanted, None
         self.previews_requested += 1
         self.worker.submit_preview(self.state.info, self.state.params, self.state.frame, self.state.in_point,
                                    self.box, self.proxy)
@@ -303,10 +310,14 @@ class PreviewController(QObject):
             if self.state.frame in self._rendered:
                 self.show_current()
 
-    def _on_preview_failed(self, message: str, kind: str) -> None:
+    def _on_preview_failed(self, message: str, kind: str, index: int, params) -> None:
+        if index >= 0:  # a frame's preview: marked once that frame shows (its original may still be coming)
+            if params != self.state.params or index != self.state.frame:
+                return  # asked for before an edit or a scrub: the newer request answers for the view
+            self._failed = (index, params)
         view = self.compare.before_view
-        if view.image() is not None and view.frame_index is not None:
-            self.compare.show_frame(view.frame_index, view.image(), None, "no preview: see the message above")
+        if view.image() is not None and view.frame_index is not None and (index < 0 or view.frame_index == index):
+            self.compare.show_frame(view.frame_index, view.image(), None, FAILED)
 
     def refresh_rendered(self) -> None:
         self._rendered = self.entry.indices() if self.entry is not None else set()

@@ -107,7 +107,7 @@ class RenderWorker(QThread):
 
     preview_ready = Signal(int, object, bool, object)  # index, HxWx3 uint8 RGB, from_cache, its StyleParams
     preview_draft = Signal(int, object, object)  # index, a quick lower-resolution look at it, its StyleParams
-    preview_failed = Signal(str, str)  # message, kind ('error' or 'out_of_memory')
+    preview_failed = Signal(str, str, int, object)  # message, kind ('error', 'out_of_memory'), frame, params
     render_started = Signal(int, int)  # total, already cached
     step_changed = Signal(int, int, int)  # frame index, denoising step, steps
     frame_rendered = Signal(int, object, object, int)  # newest frame (throttled, RGB uint8), its StyleParams, start
@@ -299,7 +299,7 @@ class RenderWorker(QThread):
             log.error("render worker crashed:\n%s", traceback.format_exc())
             message = "the render worker stopped after an internal error (details in the log); restart vdiff"
             self.render_failed.emit(message, "error")  # ends a running job
-            self.preview_failed.emit(message, "error")  # and says so in the window
+            self.preview_failed.emit(message, "error", -1, None)  # and says so in the window (-1: no frame)
         finally:
             self._close_engine()
             if self._reader is not None:
@@ -378,6 +378,7 @@ class RenderWorker(QThread):
         return self._proxy_reader[1]
 
     def _run_preview(self, request: PreviewRequest, token: CancelToken) -> None:
+        failed = (request.index, request.params)  # which preview a failure is of
         try:
             engine = self._ensure_engine(request.params, _LoadCancel(self, request.params))
             entry = self._entry_of(request.info, engine, request.start)
@@ -396,12 +397,12 @@ class RenderWorker(QThread):
         except CancelledError:
             return
         except VdiffError as exc:
-            self.preview_failed.emit(str(exc), error_kind(exc))
+            self.preview_failed.emit(str(exc), error_kind(exc), *failed)
         except OSError as exc:
-            self.preview_failed.emit(f"cannot read or write the frame cache: {exc.strerror or exc}", "error")
+            self.preview_failed.emit(f"cannot read or write the frame cache: {exc.strerror or exc}", "error", *failed)
         except Exception as exc:
             log.error("preview failed:\n%s", traceback.format_exc())
-            self.preview_failed.emit(f"internal error: {type(exc).__name__}: {exc}", "error")
+            self.preview_failed.emit(f"internal error: {type(exc).__name__}: {exc}", "error", *failed)
         else:
             self.preview_ready.emit(request.index, image, from_cache, request.params)
             with self._cond:

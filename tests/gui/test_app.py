@@ -115,3 +115,18 @@ def test_recent_files_menu_reopens_a_clip(window, qtbot, small_clip):
     with qtbot.waitSignal(window.documents.clip_opened, timeout=10000):
         window.recent_menu.actions()[0].trigger()
     assert window.state.clip_path == small_clip.resolve()
+
+
+def test_a_preview_that_failed_is_marked_so_not_left_rendering(window, qtbot, small_clip):
+    # no model fails at once, usually before the slicer's original arrives: that original must not say "rendering"
+    open_clip(qtbot, window, small_clip)
+    after = window.compare.after_view
+    for index in (0, 9):
+        window.banner.hide()
+        window.state.edit(engine="diffusion", model="") if index == 0 else window.state.set_frame(index)
+        qtbot.waitUntil(window.banner.isVisible, timeout=20000)
+        qtbot.waitUntil(lambda: window.compare.before_view.frame_index == index, timeout=10000)
+        qtbot.wait(300)  # the slicer's frame and any late event are in
+        assert after.frame_index == index and after.showing_original
+        assert after.marker() == "no preview: see the message above"
+        assert "needs a model" in window.banner.label.text()
