@@ -75,6 +75,7 @@ class JobController(QObject):
     cancelled = Signal()
     failed = Signal(str, str)  # message, kind
     jobs_changed = Signal()  # the queue, the running job or the history changed
+    submitted_while_idle = Signal()  # a job asked for while none ran (not the queue going on): a new attempt
     cluster_status_changed = Signal(str)  # a cluster render's workers: frames and rate each, or a lost one
 
     def __init__(self, state: ProjectState, worker: RenderWorker, parent: QObject | None = None):
@@ -135,6 +136,7 @@ class JobController(QObject):
         if self.busy:
             self.jobs_changed.emit()
         else:
+            self.submitted_while_idle.emit()
             self._start_next()
         return job
 

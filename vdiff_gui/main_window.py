@@ -254,8 +254,12 @@ class MainWindow(QMainWindow):
         w.render_started.connect(lambda *_: self.render_bar.clear_flicker())
         w.loading_changed.connect(self._on_loading_changed)
         w.flicker_measured.connect(self.flicker_graph.add)
-        w.preview_failed.connect(lambda text, kind, *_: self.show_error(f"Preview failed: {text}", kind))
-        jobs.failed.connect(lambda text, kind: self.show_error(f"Render failed: {text}", kind, retry_render=True))
+        w.preview_failed.connect(lambda text, kind, *_: self.show_error(f"Preview failed: {text}", kind,
+                                                                        topic="preview"))
+        w.preview_ready.connect(self._on_preview_ready)
+        jobs.submitted_while_idle.connect(lambda: self.banner.clear("render"))  # tried again: its outcome will show
+        jobs.failed.connect(lambda text, kind: self.show_error(f"Render failed: {text}", kind, retry_render=True,
+                                                               topic="render"))
         jobs.export_done.connect(self._on_export_done)
         self.render_bar.export_button.clicked.connect(self.open_export_dialog)
         jobs.state_changed.connect(self._on_job_state_changed)
@@ -321,7 +325,7 @@ class MainWindow(QMainWindow):
         self.compare.set_mode(self.settings.compare_mode())
 
     # reactions
-    def show_error(self, text: str, kind: str = "error", retry_render: bool = False) -> None:
+    def show_error(self, text: str, kind: str = "error", retry_render: bool = False, topic: str = "") -> None:
         """Every error goes here: a non-modal banner; out of memory offers the lower-memory settings."""
         if self.closing:  # the "closing…" message stays; the worker's last words go to the log
             log.info("while closing: %s", text)
@@ -332,9 +336,13 @@ class MainWindow(QMainWindow):
                 if retry_render:
                     self.jobs.retry(low_memory=True)
             self.banner.show_message(f"{text}\nLower-memory settings are slower but need much less memory.",
-                                     "warning", [("Use lower memory and retry", retry)])
+                                     "warning", [("Use lower memory and retry", retry)], topic)
         else:
-            self.banner.show_message(text, "error")
+            self.banner.show_message(text, "error", topic=topic)
+
+    def _on_preview_ready(self, index: int, image, from_cache: bool, params) -> None:
+        if params == self.state.params:  # the window's settings preview now: their failure is past
+            self.banner.clear("preview")
 
     def _on_device_changed(self, device: str) -> None:
         self.device = device

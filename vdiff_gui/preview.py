@@ -77,6 +77,7 @@ class PreviewController(QObject):
         worker.frame_rendered.connect(self._on_frame_rendered)
         worker.render_started.connect(self._on_render_started)
         worker.preview_failed.connect(self._on_preview_failed)
+        worker.step_changed.connect(self._on_step)
         timeline.scrub_started.connect(self._on_user_moved)
         self.slicer.frame_sliced.connect(self._on_frame_sliced)
         compare.after_view.installEventFilter(self)
@@ -297,6 +298,15 @@ class PreviewController(QObject):
         self._draft = (index, array_to_qimage(image))
         if self.compare.before_view.frame_index == index:  # else the slicer's original shows it when it comes
             self.compare.show_frame(index, self.compare.before_view.image(), self._draft[1], DRAFT)
+
+    def _on_step(self, index: int, step: int, steps: int) -> None:
+        """A diffusion preview's progress in its marker (a keyframed preview counts each keyframe's steps)."""
+        if self.rendering or index != self.state.frame or self.playing:
+            return  # a render's steps: the render bar shows those
+        marker = self.compare.after_view.marker() or ""
+        waiting = next((m for m in (PENDING, UPDATING) if marker.startswith(m)), None)
+        if waiting is not None and self.compare.after_view.frame_index == index:
+            self.compare.set_after_marker(f"{waiting} step {step} / {steps}")
 
     def _holds_current(self, params, start: int) -> bool:
         """Whether frames made with `params` from range start `start` are the window's settings' frames."""

@@ -88,9 +88,14 @@ def test_diffusion_preview_loads_the_model_on_the_worker(window, qtbot, small_cl
 
     model = tiny_models.make_tiny_sd_folder(tmp_path / "tiny-sd")
     open_clip(qtbot, window, small_clip)
-    window.state.edit(engine="diffusion", model=str(model), steps=2, strength=0.5, guidance=1.0, max_side=64)
+    markers = []  # the after view's marker after each step event (the window's slot runs first)
+    window.worker.step_changed.connect(lambda *_: markers.append(window.compare.after_view.marker()))
+    window.state.edit(engine="diffusion", model=str(model), steps=4, strength=0.5, guidance=1.0, max_side=64)
     assert window.compare.after_view.marker() == "updating…"
     wait_stylized(qtbot, window, 0, timeout=60000)
+    # the preview's progress, shown (over the last frame shown, or over the original when none was stylized yet)
+    assert [m.replace("rendering preview…", "updating…") for m in markers[:2]] == [
+        "updating… step 1 / 2", "updating… step 2 / 2"]
     assert window.compare.after_view.image().width() == 64
     assert window.device_label.text() == "device: cpu"
     assert window.param_panel.model.hint.text() == "✓ diffusers folder"
@@ -130,3 +135,23 @@ def test_a_preview_that_failed_is_marked_so_not_left_rendering(window, qtbot, sm
         assert after.frame_index == index and after.showing_original
         assert after.marker() == "no preview: see the message above"
         assert "needs a model" in window.banner.label.text()
+    window.state.edit(engine="fast-style")  # a preview that works: the failure's banner goes
+    wait_stylized(qtbot, window, 9)
+    qtbot.waitUntil(lambda: not window.banner.isVisible(), timeout=5000)
+
+
+def test_a_render_that_failed_keeps_its_banner_until_a_render_is_asked_for_again(window, qtbot, small_clip):
+    open_clip(qtbot, window, small_clip)
+    wait_stylized(qtbot, window, 0)
+    window.state.edit(engine="diffusion", model="")
+    qtbot.waitUntil(lambda: window.banner.text().startswith("Preview failed:"), timeout=20000)
+    with qtbot.waitSignal(window.jobs.failed, timeout=20000):
+        window.jobs.render_range()
+    qtbot.waitUntil(lambda: window.banner.text().startswith("Render failed:"), timeout=5000)
+    window.state.edit(engine="fast-style")
+    wait_stylized(qtbot, window, 0)
+    assert window.banner.text().startswith("Render failed:")  # a preview working says nothing of the render
+    with qtbot.waitSignal(window.worker.render_started, timeout=10000):
+        window.jobs.render_range()
+    assert not window.banner.isVisible()
+    qtbot.waitUntil(lambda: window.jobs.job_state == "idle", timeout=30000)

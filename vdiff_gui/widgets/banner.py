@@ -25,17 +25,19 @@ class MessageBanner(QFrame):
         self._layout.addWidget(self.label, 1)
         self._buttons: list[QPushButton] = []
         self.level = ""
+        self.topic = ""  # what the message is about ('preview', 'render'): a later success there clears it
         self.hide()
 
     def text(self) -> str:
         return self.label.text() if self.isVisibleTo(self.parentWidget()) else ""
 
-    def show_message(self, text: str, level: str = "error", actions: list[tuple[str, Callable[[], None]]] = ()) -> None:
+    def show_message(self, text: str, level: str = "error", actions: list[tuple[str, Callable[[], None]]] = (),
+                     topic: str = "") -> None:
         """Show `text` (replacing any message) with buttons for `actions` and a Dismiss button."""
         for button in self._buttons:
             button.deleteLater()
         self._buttons = []
-        self.level = level
+        self.level, self.topic = level, topic
         self.setStyleSheet(f"QFrame#messageBanner {{ {STYLES[level]} border-radius: 4px; }} QLabel {{ border: none; }}")
         self.label.setText(text)
         for label, callback in [*actions, ("Dismiss", lambda: None)]:
@@ -45,6 +47,11 @@ class MessageBanner(QFrame):
             self._layout.addWidget(button)
             self._buttons.append(button)
         self.show()
+
+    def clear(self, topic: str) -> None:
+        """Hide the message if it is about `topic` (the thing that failed has now worked, or is tried again)."""
+        if topic and self.topic == topic:
+            self.hide()
 
     def button_texts(self) -> list[str]:
         return [b.text() for b in self._buttons]
